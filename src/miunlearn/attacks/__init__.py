@@ -1,0 +1,9 @@
+"""Membership inference: the guiding privacy approximators and the independent audit attacks."""
+
+from miunlearn.attacks.approximators import (APPROXIMATORS, PrivacyApproximator, fit_approximator,
+                                             load_approximator)
+from miunlearn.attacks.audit import AUDIT_ATTACKS, AuditAttack, AuditInputs
+from miunlearn.attacks.shadows import ShadowOutputs, train_shadows
+
+__all__ = ["APPROXIMATORS", "AUDIT_ATTACKS", "AuditAttack", "AuditInputs", "PrivacyApproximator", "ShadowOutputs",
+           "fit_approximator", "load_approximator", "train_shadows"]

@@ -1,0 +1,258 @@
+"""Run configuration: typed dataclasses, with YAML files and ``key=value`` overrides on top.
+
+The dataclasses are the source of truth: a YAML file or a ``section.key=value`` override may only set
+fields that exist (a typo is an error that suggests the closest field), and values are converted to
+the field's type. Per-method hyper-parameters live in ``unlearn.<method>`` and are validated against
+that method's own config dataclass when the method is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from miunlearn.errors import MiunlearnError
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, where its files are, and how its training pool is split into roles."""
+
+    name: str = "digits"
+    root: str | None = None
+    """Folder holding the dataset's files (``npz``: the ``.npz`` file itself)."""
+    download: bool = False
+    """Let torchvision download missing files (needs a network)."""
+    subset: int | None = None
+    """Use at most this many samples of the training pool (before the role split), for fast runs."""
+    test_subset: int | None = None
+    """Use at most this many test samples."""
+    train_fraction: float = 0.4
+    ref_fraction: float = 0.1
+    shadow_fraction: float = 0.3
+    audit_fraction: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class ForgetConfig:
+    """Which training samples the deletion request names."""
+
+    mode: str = "random"
+    """``random`` (``fraction`` or ``count`` of D_train), ``class`` (all samples of ``classes``) or
+    ``indices`` (positions in D_train)."""
+    fraction: float | None = 0.1
+    count: int | None = None
+    classes: list[int] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    width: int | None = None
+    """Width multiplier/hidden size; ``None`` takes the model's default."""
+    weights: str | None = None
+    """A ``.safetensors`` file with the target's weights: skip training the target."""
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe, shared by the target, the shadow models and retraining."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    augment: bool = False
+    """Random crop (pad 4) + horizontal flip, for images only."""
+    device: str = "auto"
+    precision: str = "fp32"
+    """``fp32``, or ``bf16``/``fp16`` autocast (CUDA only; ignored on CPU)."""
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class ApproximatorConfig:
+    """The privacy approximation function ``A`` that guides ReMI (spec: "Privacy approximation")."""
+
+    name: str = "shadow-nn"
+    num_shadows: int = 2
+    top_k: int = 3
+    hidden: int = 64
+    attack_epochs: int = 300
+    per_class_variance: bool = False
+    load: str | None = None
+    """A saved approximator (``approximator.safetensors`` of an earlier run) to reuse."""
+
+
+@dataclass
+class UnlearnConfig:
+    methods: list[str] = field(default_factory=lambda: ["remi", "retrain"])
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-method hyper-parameters, e.g. ``unlearn.params.remi.alpha=2``."""
+
+
+@dataclass
+class AuditConfig:
+    attacks: list[str] = field(default_factory=lambda: ["loss", "entropy", "m-entropy", "mia-efficacy"])
+    low_fpr: float = 0.01
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    forget: ForgetConfig = field(default_factory=ForgetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    approximator: ApproximatorConfig = field(default_factory=ApproximatorConfig)
+    unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    seed: int = 0
+    """Master seed: sets every section's seed that was not given explicitly."""
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return asdict(config)
+
+
+def from_dict(cls: type, data: dict[str, Any] | None, where: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and converting types."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise MiunlearnError(f"config section {where or 'top level'!r} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    valid = {f.name for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in valid:
+            raise MiunlearnError(_unknown_key_message(dotted, key, sorted(valid)))
+        kwargs[key] = _coerce(hints[key], value, dotted)
+    return cls(**kwargs)
+
+
+def _unknown_key_message(dotted: str, key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(str(key), valid, n=1)
+    hint = f"; did you mean {dotted.rsplit('.', 1)[0] + '.' if '.' in dotted else ''}{close[0]}?" if close else ""
+    return f"unknown config key {dotted!r}{hint} (valid here: {', '.join(valid)})"
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, where)
+            except MiunlearnError as exc:
+                errors.append(str(exc))
+        raise MiunlearnError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise MiunlearnError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise MiunlearnError(f"{where} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise MiunlearnError(f"{where} must be an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MiunlearnError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise MiunlearnError(f"{where} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["train.lr=0.1", "unlearn.methods=[remi,retrain]"]`` into a nested dict.
+
+    Values are parsed as YAML, so numbers, booleans, ``null`` and ``[a,b]`` lists work as expected.
+    """
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise MiunlearnError(f"override {item!r} is not of the form section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise MiunlearnError(f"override {item!r} conflicts with an earlier override")
+        node[parts[-1]] = value
+    return nested
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML run config (optional), apply ``key=value`` overrides, validate, resolve seeds."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise MiunlearnError(f"config file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise MiunlearnError(f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from None
+    data = merge(data, parse_overrides(overrides or []))
+    return resolve_seeds(from_dict(RunConfig, data), data)
+
+
+def resolve_seeds(config: RunConfig, given: dict[str, Any]) -> RunConfig:
+    """Give every section the master seed unless that section set its own."""
+    for section in ("data", "forget", "train"):
+        if "seed" not in (given.get(section) or {}):
+            setattr(config, section, dataclasses.replace(getattr(config, section), seed=config.seed))
+    return config
+
+
+def save_config(config: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,188 @@
+"""An experiment end to end: data -> target -> approximator -> unlearning -> audit -> run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from miunlearn.attacks import APPROXIMATORS, AUDIT_ATTACKS, fit_approximator, load_approximator, train_shadows
+from miunlearn.config import RunConfig, save_config
+from miunlearn.data import FORGET_SELECTORS, DATASETS, Dataset, Splits, load_dataset, prepare_splits
+from miunlearn.errors import MiunlearnError
+from miunlearn.evaluation import EvaluationSets, ModelOutputs, compare_to_retrain, evaluate_outputs
+from miunlearn.io import atomic_write, staged_run_dir, write_json
+from miunlearn.models import MODELS, build_model, load_weights, save_weights
+from miunlearn.reporting import format_table, plot_roc, plot_s_histograms, print_table
+from miunlearn.training import resolve_device, train_model
+from miunlearn.training.loop import validate_train_config
+from miunlearn.unlearning import METHODS, UnlearningMethod, build_method, unlearn
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, dict[str, float]]
+    """Per model (``original``, then each method): the scalar metrics of the comparison table."""
+    records: dict[str, dict[str, Any]]
+    timings: dict[str, float]
+    notes: list[str]
+    out_dir: Path | None
+    models: dict[str, nn.Module]
+
+
+def validate(config: RunConfig) -> dict[str, UnlearningMethod]:
+    """Check every name and hyper-parameter before any expensive work starts."""
+    DATASETS.validate(config.data.name)
+    MODELS.validate(config.model.name)
+    APPROXIMATORS.validate(config.approximator.name)
+    FORGET_SELECTORS.validate(config.forget.mode)
+    for attack in config.audit.attacks:
+        AUDIT_ATTACKS.validate(attack)
+    validate_train_config(config.train)
+    resolve_device(config.train.device)
+    if config.approximator.num_shadows < 1:
+        raise MiunlearnError(f"approximator.num_shadows must be at least 1, got {config.approximator.num_shadows}")
+    if not 0 < config.audit.low_fpr < 1:
+        raise MiunlearnError(f"audit.low_fpr must be in (0, 1), got {config.audit.low_fpr}")
+    if not config.unlearn.methods:
+        raise MiunlearnError("unlearn.methods is empty; valid: " + ", ".join(METHODS.names()))
+    if len(set(config.unlearn.methods)) != len(config.unlearn.methods):
+        raise MiunlearnError(f"unlearn.methods repeats a method: {config.unlearn.methods}")
+    for name in config.unlearn.params:
+        METHODS.validate(name)
+    return {name: build_method(name, config.unlearn.params.get(name)) for name in config.unlearn.methods}
+
+
+def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwrite: bool = False,
+                   console: Console | None = None) -> RunResult:
+    """Run one configured experiment; write a complete run folder to ``out_dir`` (atomically) if given."""
+    console = console or Console(stderr=True, quiet=True)
+    methods = validate(config)
+    if out_dir is not None and Path(out_dir).exists() and not overwrite:
+        raise MiunlearnError(f"run folder {str(out_dir)!r} already exists; choose another --out or pass --overwrite")
+    dataset = load_dataset(config.data)
+    splits = prepare_splits(dataset, config.data, config.forget)
+    pool = dataset.pool
+    train, forget, retain = pool.subset(splits.train), pool.subset(splits.forget), pool.subset(splits.retain)
+    reference, shadow, audit = pool.subset(splits.ref), pool.subset(splits.shadow), pool.subset(splits.audit)
+    console.log(f"{dataset.info.name}: |D_train|={len(train)} (|D_f|={len(forget)}, |D_r|={len(retain)}), "
+                f"|D_ref|={len(reference)}, |D_shadow|={len(shadow)}, |D_audit|={len(audit)}, |D_test|={len(dataset.test)}")
+
+    def fresh_model() -> nn.Module:
+        return build_model(config.model.name, dataset.info, config.model.width)
+
+    timings: dict[str, float] = {}
+    torch.manual_seed(config.train.seed)
+    target = fresh_model()
+    if config.model.weights:
+        load_weights(target, config.model.weights)
+        console.log(f"target: loaded {config.model.weights}")
+    else:
+        console.log(f"training target {config.model.name} for {config.train.epochs} epochs")
+        timings["target_train"] = _timed(lambda: train_model(target, train, config.train, desc="target"))
+    target.eval()
+
+    if config.approximator.load:
+        approximator = load_approximator(config.approximator.load)
+        if approximator.num_classes != dataset.info.num_classes:
+            raise MiunlearnError(f"approximator {config.approximator.load} was fitted for {approximator.num_classes} "
+                                 f"classes; this dataset has {dataset.info.num_classes}")
+        console.log(f"approximator: loaded {config.approximator.load}")
+    else:
+        console.log(f"fitting approximator {config.approximator.name} on {config.approximator.num_shadows} shadow model(s)")
+        start = time.perf_counter()
+        outputs = train_shadows(fresh_model, shadow, config.train, config.approximator.num_shadows, config.seed)
+        approximator = fit_approximator(config.approximator, outputs)
+        timings["approximator_fit"] = time.perf_counter() - start
+
+    models: dict[str, nn.Module] = {"original": target}
+    records: dict[str, dict[str, Any]] = {}
+    for name, method in methods.items():
+        console.log(f"unlearning with {name}")
+        result = unlearn(target, forget, retain, name, method.config, reference=reference, approximator=approximator,
+                         recipe=config.train, seed=config.seed)
+        models[name] = result.model
+        records[name] = asdict(result.record)
+        timings[name] = result.record.seconds
+
+    console.log("auditing")
+    sets = EvaluationSets(retain, forget, dataset.test, audit)
+    outputs_by_model = {name: ModelOutputs.of(model, sets, config.train.device) for name, model in models.items()}
+    results = {name: evaluate_outputs(out, sets, config.audit.attacks, config.audit.low_fpr)
+               for name, out in outputs_by_model.items()}
+    compare_to_retrain(results, outputs_by_model, {m: timings[m] for m in methods})
+    metrics = {name: r["metrics"] for name, r in results.items()}
+    for name in methods:
+        metrics[name]["seconds"] = timings[name]
+    if "target_train" in timings:
+        metrics["original"]["seconds"] = timings["target_train"]
+    notes = _notes(config, approximator, timings)
+    run = RunResult(metrics, records, timings, notes, Path(out_dir) if out_dir else None, models)
+    if out_dir is not None:
+        _write_run_folder(run, config, dataset, splits, approximator, {n: r["curves"] for n, r in results.items()},
+                          overwrite)
+    return run
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def _notes(config: RunConfig, approximator: Any, timings: dict[str, float]) -> list[str]:
+    notes = []
+    if "approximator_fit" in timings:
+        notes.append(f"approximator '{approximator.name}' fitted once in {timings['approximator_fit']:.2f}s "
+                     f"({config.approximator.num_shadows} shadow model(s)); reused by every later request, so it "
+                     "is not in the per-request seconds")
+    shared = [a for a in config.audit.attacks if AUDIT_ATTACKS.get(a).statistic in approximator.statistics]
+    if shared:
+        notes.append(f"audit attack(s) {', '.join(shared)} read a statistic the guiding approximator also reads "
+                     f"({', '.join(approximator.statistics)}); they are fitted on independent data (D_r/D_audit), "
+                     "but weigh the others (entropy, MIA-efficacy) more")
+    notes.append("KL bound = sqrt(KL/2) between Gaussians fitted to s on D_f and D_audit: a bound on threshold "
+                 "attacks on s under that Gaussian model, not a proof against every attacker")
+    return notes
+
+
+def _write_run_folder(run: RunResult, config: RunConfig, dataset: Dataset, splits: Splits, approximator: Any,
+                      curves: dict[str, dict], overwrite: bool) -> None:
+    with staged_run_dir(run.out_dir, overwrite) as staging:
+        with atomic_write(staging / "config.yaml") as fh:
+            fh.write(save_config(config))
+        splits.save(staging / "splits.npz")
+        for name, model in run.models.items():
+            save_weights(model, staging / "models" / f"{name}.safetensors")
+        approximator.save(staging / "approximator.safetensors")
+        write_json(staging / "metrics.json", {
+            "dataset": dataclasses.asdict(dataset.info),
+            "sizes": {role: int(len(getattr(splits, role))) for role in ("train", "forget", "ref", "shadow", "audit")}
+            | {"retain": int(len(splits.retain)), "test": splits.test_size},
+            "models": run.metrics,
+            "timings_seconds": run.timings,
+            "unlearning": run.records,
+            "approximator": {"name": approximator.name, "statistics": list(approximator.statistics)},
+            "notes": run.notes,
+        })
+        with atomic_write(staging / "table.md") as fh:
+            fh.write(format_table(run.metrics) + "\n\n" + "\n".join(f"- {n}" for n in run.notes) + "\n")
+        plot_roc(curves, staging / "plots" / "audit_roc.png")
+        plot_s_histograms(curves, staging / "plots" / "s_histograms.png")
+
+
+def show(run: RunResult, title: str, console: Console | None = None) -> None:
+    console = console or Console(width=200)
+    print_table(run.metrics, title, console)
+    for note in run.notes:
+        console.print(f"[dim]• {note}[/dim]")
+    if run.out_dir is not None:
+        console.print(f"run folder: {run.out_dir}")

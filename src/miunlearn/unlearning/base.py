@@ -1,0 +1,110 @@
+"""One interface for every unlearning method, and the public :func:`unlearn` entry point."""
+
+from __future__ import annotations
+
+import copy
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from miunlearn.attacks.approximators import PrivacyApproximator
+from miunlearn.config import TrainConfig, from_dict
+from miunlearn.data import TensorData
+from miunlearn.errors import MiunlearnError
+from miunlearn.registry import Registry
+
+
+@dataclass
+class UnlearningRequest:
+    """Everything a method may use. Methods declare which parts they need in ``requires``."""
+
+    forget: TensorData
+    retain: TensorData | None = None
+    reference: TensorData | None = None
+    """D_ref: non-members the owner holds (what "never seen" looks like)."""
+    approximator: PrivacyApproximator | None = None
+    recipe: TrainConfig = field(default_factory=TrainConfig)
+    """The target's training recipe (retraining uses it; its ``device`` and ``progress`` apply to all)."""
+    seed: int = 0
+
+
+@dataclass
+class UnlearningRecord:
+    """What happened: the method, its resolved hyper-parameters, time, per-epoch log, why it stopped."""
+
+    method: str
+    config: dict[str, Any]
+    seconds: float
+    history: list[dict[str, float]]
+    stop_reason: str
+
+
+@dataclass
+class UnlearningResult:
+    model: nn.Module
+    record: UnlearningRecord
+
+
+class UnlearningMethod(ABC):
+    """A method: a hyper-parameter dataclass ``Config`` and a :meth:`run` that edits a model copy."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Any = None) -> None:
+        if config is None:
+            config = self.Config()
+        elif isinstance(config, dict):
+            config = from_dict(self.Config, config, f"unlearn.params.{self.name}")
+        elif not (is_dataclass(config) and isinstance(config, self.Config)):
+            raise MiunlearnError(f"{self.name} takes a {self.Config.__name__} or a dict, got {type(config).__name__}")
+        self.config = config
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`MiunlearnError` for out-of-range hyper-parameters."""
+
+    @abstractmethod
+    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+        """Unlearn in place on ``model`` (already a copy); return the per-epoch log and the stop reason."""
+
+
+METHODS: Registry[type[UnlearningMethod]] = Registry("unlearning method")
+
+
+def build_method(name: str, config: Any = None) -> UnlearningMethod:
+    return METHODS.get(name)(config)
+
+
+def unlearn(model: nn.Module, forget: TensorData, retain: TensorData | None = None, method: str = "remi",
+            config: Any = None, *, reference: TensorData | None = None,
+            approximator: PrivacyApproximator | None = None, recipe: TrainConfig | None = None,
+            seed: int = 0) -> UnlearningResult:
+    """Remove ``forget``'s influence from ``model`` with a registered method; ``model`` is not modified.
+
+    Returns the new model and an :class:`UnlearningRecord`. ``config`` is the method's config dataclass
+    or a dict of its fields. The time in the record covers the method's own work only.
+    """
+    algorithm = build_method(method, config)
+    request = UnlearningRequest(forget, retain, reference, approximator, recipe or TrainConfig(), seed)
+    if len(forget) == 0:
+        raise MiunlearnError("the forget set is empty")
+    missing = [part for part in algorithm.requires if getattr(request, part) is None or
+               (isinstance(getattr(request, part), TensorData) and len(getattr(request, part)) == 0)]
+    if missing:
+        raise MiunlearnError(f"method {method!r} needs {', '.join(missing)}; pass "
+                             + ", ".join(f"{part}=..." for part in missing))
+    new_model = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    history, stop_reason = algorithm.run(new_model, request)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    new_model.eval()
+    return UnlearningResult(new_model, UnlearningRecord(method, asdict(algorithm.config), seconds, history, stop_reason))
