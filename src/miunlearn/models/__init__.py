@@ -54,11 +54,17 @@ def resnet18(info: DatasetInfo, width: int | None = None) -> nn.Module:
 
 @MODELS.register("vgg11_bn")
 def vgg11_bn(info: DatasetInfo, width: int | None = None) -> nn.Module:
-    """torchvision's VGG-11-BN features with the CIFAR head: global pool and one linear layer."""
+    """torchvision's VGG-11-BN features with the CIFAR head: global pool and one linear layer.
+
+    Pooling rounds up so 28-px inputs (Fashion-MNIST) survive the five halvings as well as 32-px ones.
+    """
     _require_image(info, "vgg11_bn")
     model = torchvision.models.vgg11_bn(num_classes=info.num_classes)
     first = model.features[0]
     model.features[0] = nn.Conv2d(info.input_shape[0], first.out_channels, 3, padding=1)
+    for layer in model.features:
+        if isinstance(layer, nn.MaxPool2d):
+            layer.ceil_mode = True
     model.avgpool = nn.AdaptiveAvgPool2d(1)
     model.classifier = nn.Linear(512, info.num_classes)
     return model

@@ -1,0 +1,127 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from miunlearn.cli import app
+from miunlearn.io import staged_run_dir
+
+runner = CliRunner()
+QUICK = ["train.epochs=5", "approximator.attack_epochs=20", "approximator.num_shadows=1", "unlearn.methods=[remi]"]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_demo_prints_the_comparison_table(demo_dir):
+    _, output = demo_dir
+    for row in ("original", "retrain", "remi"):
+        assert row in output
+    for column in ("forget %", "AUC loss", "MIA-eff", "KL bound", "speedup"):
+        assert column in output
+
+
+def test_demo_writes_a_complete_run_folder(demo_dir):
+    out, _ = demo_dir
+    for name in ("config.yaml", "splits.npz", "metrics.json", "table.md", "approximator.safetensors",
+                 "models/original.safetensors", "models/remi.safetensors", "models/retrain.safetensors",
+                 "plots/audit_roc.png", "plots/s_histograms.png"):
+        assert (out / name).is_file(), name
+    for png in (out / "plots").glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"original", "remi", "retrain"}
+    assert metrics["unlearning"]["remi"]["history"]
+    assert not list(out.parent.glob(".*partial")), "staging folder left behind"
+
+
+def test_rerun_from_saved_config_and_reuse_target_and_approximator(demo_dir, tmp_path):
+    out, _ = demo_dir
+    result = runner.invoke(app, ["run", "--config", str(out / "config.yaml"), f"model.weights={out}/models/original.safetensors",
+                                 f"approximator.load={out}/approximator.safetensors", "unlearn.methods=[remi]",
+                                 "--out", str(tmp_path / "again"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    first = json.loads((out / "metrics.json").read_text())
+    assert metrics["models"]["original"]["test_acc"] == first["models"]["original"]["test_acc"]
+    assert "approximator_fit" not in metrics["timings_seconds"]
+
+
+def test_list_shows_registries():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for name in ("digits", "fashion-mnist", "cifar10", "location", "npz", "mlp", "cnn", "resnet18", "vgg11_bn",
+                 "shadow-nn", "gaussian", "loss-threshold", "remi", "retrain"):
+        assert name in result.output
+
+
+def _fails(args, message, tmp_path):
+    result = runner.invoke(app, ["run", *args, "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["data.name=mnist"], "valid: cifar10, digits, fashion-mnist, location, npz"),
+    (["model.name=resnet"], "unknown model 'resnet'"),
+    (["unlearn.methods=[remi,forgetful]"], "unknown unlearning method 'forgetful'"),
+    (["approximator.name=lira"], "unknown approximator 'lira'"),
+    (["data.name=fashion-mnist", "data.root=/nonexistent/fm"], "looked in /nonexistent/fm"),
+    (["forget.mode=indices", "forget.indices=[0,100000]"], "out of range"),
+    (["forget.mode=indices", "forget.indices=[3,3]"], "repeat"),
+    (["forget.mode=indices", "forget.indices=[]"], "empty"),
+    (["forget.mode=random", "forget.count=575"], "all 575 training samples"),
+    (["forget.mode=class", "forget.classes=[12]"], "class id(s) [12] do not exist"),
+    (["unlearn.params.remi.alpha=-1"], "alpha must not be negative"),
+    (["unlearn.params.remi.beta=-1"], "beta must not be negative"),
+    (["train.lr=-0.1"], "train.lr must not be negative"),
+    (["train.epochs=0"], "train.epochs must be at least 1"),
+    (["unlearn.params.remi.epochs=0"], "remi.epochs must be at least 1"),
+    (["train.lrr=0.1"], "did you mean train.lr?"),
+])
+def test_bad_input_is_one_clear_line(args, message, tmp_path):
+    _fails(QUICK + args, message, tmp_path)
+
+
+def test_weights_of_another_architecture(demo_dir, tmp_path):
+    out, _ = demo_dir
+    _fails(["model.name=cnn", f"model.weights={out}/models/original.safetensors", *QUICK],
+           "holds weights for model 'mlp'", tmp_path)
+
+
+def test_existing_run_folder_needs_overwrite(demo_dir, tmp_path):
+    out, _ = demo_dir
+    before = (out / "metrics.json").read_bytes()
+    result = runner.invoke(app, ["demo", "--out", str(out), "-q"])
+    assert result.exit_code == 2 and "already exists" in result.output and "--overwrite" in result.output
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_interrupted_run_leaves_earlier_result_intact(tmp_path):
+    final = tmp_path / "run"
+    with staged_run_dir(final) as staging:
+        (staging / "metrics.json").write_text("first")
+    with pytest.raises(KeyboardInterrupt), staged_run_dir(final, overwrite=True) as staging:
+        (staging / "metrics.json").write_text("half")
+        raise KeyboardInterrupt
+    assert (final / "metrics.json").read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    with staged_run_dir(final, overwrite=True) as staging:
+        (staging / "metrics.json").write_text("second")
+    assert (final / "metrics.json").read_text() == "second"
+
+
+def test_console_script_entry_point():
+    result = subprocess.run([sys.executable, "-m", "miunlearn.cli", "list"], capture_output=True, text=True)
+    assert result.returncode == 0 and "remi" in result.stdout

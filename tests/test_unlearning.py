@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import torch
+
+from miunlearn import METHODS, MiunlearnError, build_model, fit_approximator, train_model, unlearn
+from miunlearn.attacks import train_shadows
+from miunlearn.config import ApproximatorConfig, TrainConfig
+from miunlearn.data import DatasetInfo, TensorData
+from miunlearn.evaluation import accuracy
+
+RECIPE = TrainConfig(epochs=40, weight_decay=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def request_parts(blobs_npz):
+    with np.load(blobs_npz) as f:
+        data = TensorData(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]))
+    info = DatasetInfo("blobs", (data.x.shape[1],), 5, is_image=False)
+    train, reference, shadow = data.subset(range(500)), data.subset(range(500, 800)), data.subset(range(800, 1600))
+    forget, retain = train.subset(range(50)), train.subset(range(50, 500))
+    torch.manual_seed(0)
+    target = build_model("mlp", info, 128)
+    train_model(target, train, RECIPE)
+    outputs = train_shadows(lambda: build_model("mlp", info, 128), shadow, RECIPE, 1, seed=0)
+    approximator = fit_approximator(ApproximatorConfig(attack_epochs=100), outputs)
+    return {"model": target, "forget": forget, "retain": retain, "reference": reference,
+            "approximator": approximator, "recipe": RECIPE}
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_method_contract(method, request_parts):
+    parts = dict(request_parts)
+    model = parts.pop("model")
+    before = _state(model)
+    first = unlearn(model, method=method, seed=1, **parts)
+    second = unlearn(model, method=method, seed=1, **parts)
+
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "input model was modified"
+    assert type(first.model) is type(model)
+    assert {k: v.shape for k, v in first.model.state_dict().items()} == {k: v.shape for k, v in before.items()}
+    assert all(torch.equal(v, second.model.state_dict()[k]) for k, v in first.model.state_dict().items()), \
+        "not deterministic for a seed"
+    assert first.record.method == method and first.record.seconds > 0 and first.record.stop_reason
+
+    with torch.no_grad():
+        retain_before = accuracy(model(parts["retain"].x), parts["retain"].y)
+        retain_after = accuracy(first.model(parts["retain"].x), parts["retain"].y)
+        forget_before = accuracy(model(parts["forget"].x), parts["forget"].y)
+        forget_after = accuracy(first.model(parts["forget"].x), parts["forget"].y)
+    assert retain_after >= retain_before - 0.05, "retain accuracy must hold within 5 points"
+    assert forget_after < forget_before, "forget accuracy of a memorised set must drop"
+
+
+def test_remi_records_the_three_loss_terms(request_parts):
+    parts = dict(request_parts)
+    result = unlearn(parts.pop("model"), method="remi", **parts)
+    for row in result.record.history:
+        assert {"ce", "leakage", "kl", "forget_member_prob", "ref_member_prob", "kl_full"} <= set(row)
+    first, last = result.record.history[0], result.record.history[-1]
+    assert last["forget_member_prob"] < first["forget_member_prob"]
+
+
+def test_remi_needs_reference_and_approximator(request_parts):
+    parts = dict(request_parts)
+    with pytest.raises(MiunlearnError, match="needs reference, approximator"):
+        unlearn(parts["model"], parts["forget"], parts["retain"], method="remi")
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"alpha": -1}, "alpha must not be negative"), ({"beta": -0.5}, "beta must not be negative"),
+    ({"lr": -0.1}, "lr must not be negative"), ({"epochs": 0}, "epochs must be at least 1"),
+    ({"alpah": 1}, "did you mean unlearn.params.remi.alpha"),
+])
+def test_remi_rejects_bad_hyper_parameters(request_parts, params, message):
+    parts = dict(request_parts)
+    with pytest.raises(MiunlearnError, match=message):
+        unlearn(parts.pop("model"), method="remi", config=params, **parts)
+
+
+def test_remi_moves_audit_toward_retrain_and_keeps_accuracy(blobs_run):
+    """The behaviour that matters, on a full experiment: forget-set audit AUCs move from the original's
+    toward the retrained model's, retain accuracy holds, forget accuracy does not collapse."""
+    m = blobs_run.metrics
+    original, remi, retrain = m["original"], m["remi"], m["retrain"]
+    for attack in ("loss_auc", "entropy_auc", "m_entropy_auc"):
+        assert abs(remi[attack] - retrain[attack]) < 0.5 * abs(original[attack] - retrain[attack]), attack
+    assert remi["retain_acc"] >= original["retain_acc"] - 0.03
+    assert remi["forget_acc"] >= retrain["forget_acc"] - 0.15
+    assert remi["avg_gap"] < original["avg_gap"]
+    assert remi["pinsker_bound"] < original["pinsker_bound"]
+    assert remi["js_to_retrain"] < original["js_to_retrain"]
