@@ -44,7 +44,8 @@ def test_demo_writes_a_complete_run_folder(demo_dir):
 
 def test_rerun_from_saved_config_and_reuse_target_and_approximator(demo_dir, tmp_path):
     out, _ = demo_dir
-    result = runner.invoke(app, ["run", "--config", str(out / "config.yaml"), f"model.weights={out}/models/original.safetensors",
+    result = runner.invoke(app, ["run", "--config", str(out / "config.yaml"),
+                                 f"model.weights={out}/models/original.safetensors",
                                  f"approximator.load={out}/approximator.safetensors", "unlearn.methods=[remi]",
                                  "--out", str(tmp_path / "again"), "--quiet"])
     assert result.exit_code == 0, result.output

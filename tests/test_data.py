@@ -3,8 +3,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import shared
 
+from conftest import shared
 from miunlearn import MiunlearnError, load_dataset
 from miunlearn.config import DataConfig, ForgetConfig
 from miunlearn.data import make_splits, prepare_splits, select_forget, validate_indices

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -15,9 +15,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Machine unlearning guided by membership inference, audited against retraining.")
 err = Console(stderr=True)
 
-OutOption = Annotated[Optional[Path], typer.Option("--out", help="Run folder to write (default: runs/<name>-<time>).")]
+OutOption = Annotated[Path | None, typer.Option("--out", help="Run folder to write (default: runs/<name>-<time>).")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress log.")]
+OverridesArgument = Annotated[list[str] | None,
+                              typer.Argument(help="section.key=value overrides, e.g. train.lr=0.1")]
 
 
 def _default_out(prefix: str) -> Path:
@@ -46,8 +48,8 @@ def demo(out: OutOption = None, overwrite: OverwriteOption = False, quiet: Quiet
 
 @app.command()
 def run(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML run config.")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="section.key=value overrides, e.g. train.lr=0.1")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML run config.")] = None,
+    overrides: OverridesArgument = None,
     out: OutOption = None,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,

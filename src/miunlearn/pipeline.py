@@ -14,7 +14,7 @@ from torch import nn
 
 from miunlearn.attacks import APPROXIMATORS, AUDIT_ATTACKS, fit_approximator, load_approximator, train_shadows
 from miunlearn.config import RunConfig, save_config
-from miunlearn.data import FORGET_SELECTORS, DATASETS, Dataset, Splits, load_dataset, prepare_splits
+from miunlearn.data import DATASETS, FORGET_SELECTORS, Dataset, Splits, load_dataset, prepare_splits
 from miunlearn.errors import MiunlearnError
 from miunlearn.evaluation import EvaluationSets, ModelOutputs, compare_to_retrain, evaluate_outputs
 from miunlearn.io import atomic_write, staged_run_dir, write_json
@@ -72,7 +72,8 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
     train, forget, retain = pool.subset(splits.train), pool.subset(splits.forget), pool.subset(splits.retain)
     reference, shadow, audit = pool.subset(splits.ref), pool.subset(splits.shadow), pool.subset(splits.audit)
     console.log(f"{dataset.info.name}: |D_train|={len(train)} (|D_f|={len(forget)}, |D_r|={len(retain)}), "
-                f"|D_ref|={len(reference)}, |D_shadow|={len(shadow)}, |D_audit|={len(audit)}, |D_test|={len(dataset.test)}")
+                f"|D_ref|={len(reference)}, |D_shadow|={len(shadow)}, |D_audit|={len(audit)}, "
+                f"|D_test|={len(dataset.test)}")
 
     def fresh_model() -> nn.Module:
         return build_model(config.model.name, dataset.info, config.model.width)
@@ -95,7 +96,8 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
                                  f"classes; this dataset has {dataset.info.num_classes}")
         console.log(f"approximator: loaded {config.approximator.load}")
     else:
-        console.log(f"fitting approximator {config.approximator.name} on {config.approximator.num_shadows} shadow model(s)")
+        console.log(f"fitting approximator {config.approximator.name} on "
+                    f"{config.approximator.num_shadows} shadow model(s)")
         start = time.perf_counter()
         outputs = train_shadows(fresh_model, shadow, config.train, config.approximator.num_shadows, config.seed)
         approximator = fit_approximator(config.approximator, outputs)

@@ -1,7 +1,6 @@
 """Membership inference: the guiding privacy approximators and the independent audit attacks."""
 
-from miunlearn.attacks.approximators import (APPROXIMATORS, PrivacyApproximator, fit_approximator,
-                                             load_approximator)
+from miunlearn.attacks.approximators import APPROXIMATORS, PrivacyApproximator, fit_approximator, load_approximator
 from miunlearn.attacks.audit import AUDIT_ATTACKS, AuditAttack, AuditInputs
 from miunlearn.attacks.shadows import ShadowOutputs, train_shadows
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -41,15 +41,11 @@ def train_shadows(model_factory: Callable[[], nn.Module], shadow: TensorData, re
         members, non_members = order[: len(order) // 2], order[len(order) // 2:]
         torch.manual_seed(seed * 1000 + k)
         model = model_factory()
-        train_model(model, shadow.subset(members), _with_seed(recipe, seed * 1000 + k), desc=f"shadow {k + 1}/{num_shadows}")
+        train_model(model, shadow.subset(members), replace(recipe, seed=seed * 1000 + k),
+                    desc=f"shadow {k + 1}/{num_shadows}")
         for idx, flag in ((members, 1), (non_members, 0)):
             part = shadow.subset(idx)
             parts.append((predict_logits(model, part), part.y.cpu(), torch.full((len(idx),), flag)))
     logits, labels, member = (torch.cat(items) for items in zip(*parts))
     return ShadowOutputs(logits, labels, member.float())
 
-
-def _with_seed(recipe: TrainConfig, seed: int) -> TrainConfig:
-    from dataclasses import replace
-
-    return replace(recipe, seed=seed)

@@ -113,9 +113,11 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise MiunlearnError(f"{path} does not fit model {spec.get('model', type(model).__name__)!r}: {first}") from None
+        name = spec.get("model", type(model).__name__)
+        raise MiunlearnError(f"{path} does not fit model {name!r}: {first}") from None
     return model
 
 
 def _describe(spec: dict) -> str:
-    return f"model {spec.get('model')!r} with {spec.get('num_classes')} classes and input {tuple(spec.get('input_shape', ()))}"
+    shape = tuple(spec.get("input_shape", ()))
+    return f"model {spec.get('model')!r} with {spec.get('num_classes')} classes and input {shape}"

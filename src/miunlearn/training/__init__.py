@@ -1,7 +1,16 @@
 """One training loop for targets, shadow models and retraining."""
 
-from miunlearn.training.loop import (OPTIMIZERS, SCHEDULES, autocast, batches, evaluate_accuracy, predict_logits,
-                                     progress, resolve_device, train_model)
+from miunlearn.training.loop import (
+                                     OPTIMIZERS,
+                                     SCHEDULES,
+                                     autocast,
+                                     batches,
+                                     evaluate_accuracy,
+                                     predict_logits,
+                                     progress,
+                                     resolve_device,
+                                     train_model,
+)
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "autocast", "batches", "evaluate_accuracy", "predict_logits", "progress",
            "resolve_device", "train_model"]

@@ -66,7 +66,7 @@ class UnlearningMethod(ABC):
         self.config = config
         self.validate()
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027  (optional hook; most methods have ranges to check)
         """Raise :class:`MiunlearnError` for out-of-range hyper-parameters."""
 
     @abstractmethod
@@ -107,4 +107,5 @@ def unlearn(model: nn.Module, forget: TensorData, retain: TensorData | None = No
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     new_model.eval()
-    return UnlearningResult(new_model, UnlearningRecord(method, asdict(algorithm.config), seconds, history, stop_reason))
+    record = UnlearningRecord(method, asdict(algorithm.config), seconds, history, stop_reason)
+    return UnlearningResult(new_model, record)

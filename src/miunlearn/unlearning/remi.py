@@ -33,6 +33,8 @@ class RemiConfig:
     """Weight of an anchor term (our addition): KL from the original model's outputs on the reference
     batch to the current ones. D_ref is never-seen data, where the retrained model behaves like the
     original; pinning it keeps test behaviour while D_f is moved. ``gamma=0`` is the spec's objective."""
+    optimizer: str = "sgd"
+    """``sgd`` (with ``momentum``) or ``adam``."""
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -48,6 +50,8 @@ class RemiConfig:
     """... and the KL between the Gaussians fitted to ``s`` on D_f and D_ref is below this (``None``:
     ``1/n_f + 1/n_ref``, about what two samples of one distribution show)."""
     min_epochs: int = 1
+    checks_per_epoch: int = 1
+    """How often per pass over D_f the stopping rule is evaluated (each check is a forward pass over D_f and D_ref)."""
 
 
 def gaussian_kl(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
@@ -90,45 +94,61 @@ class ReMI(UnlearningMethod):
         model.train()
         approximator = request.approximator.to(device)
         forget, retain, reference = (d.to(device) for d in (request.forget, request.retain, request.reference))
-        optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        if c.optimizer == "adam":
+            optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         generator = torch.Generator().manual_seed(request.seed)
         anchor = F.log_softmax(predict_logits(model, reference).to(device), dim=1)
         history: list[dict[str, float]] = []
         status = self._status(model, approximator, forget, reference)
         if c.min_epochs == 0 and self._done(status):
             return [{"epoch": 0, **status}], "D_f already as member-like as D_ref"
+        steps_per_epoch = -(-len(forget) // c.forget_batch)
+        check_at = {round(steps_per_epoch * (i + 1) / c.checks_per_epoch) for i in range(c.checks_per_epoch)}
+        sums = {"ce": 0.0, "leakage": 0.0, "kl": 0.0, "drift": 0.0}
+        steps, start = 0, time.perf_counter()
         for epoch in progress(range(c.epochs), c.epochs, "remi", request.recipe.progress):
-            start = time.perf_counter()
-            sums = {"ce": 0.0, "leakage": 0.0, "kl": 0.0, "drift": 0.0}
-            steps = 0
-            for f_idx in batches(len(forget), c.forget_batch, generator, device):
-                if len(f_idx) < 2:
+            for i, f_idx in enumerate(batches(len(forget), c.forget_batch, generator, device), 1):
+                if len(f_idx) >= 2:
+                    terms = self._step(model, approximator, optimizer, generator, forget, retain, reference, anchor,
+                                       f_idx, request)
+                    for key, value in terms.items():
+                        sums[key] += value
+                    steps += 1
+                if i not in check_at:
                     continue
-                r_idx = torch.randint(len(retain), (c.retain_batch,), generator=generator).to(device)
-                ref_idx = torch.randint(len(reference), (c.ref_batch,), generator=generator).to(device)
-                x = torch.cat([retain.x[r_idx], forget.x[f_idx], reference.x[ref_idx]])
-                with autocast(device, request.recipe.precision):
-                    logits = model(x).float()
-                logits_r, logits_f, logits_ref = logits.split([len(r_idx), len(f_idx), len(ref_idx)])
-                y_f = forget.y[f_idx]
-                ce = F.cross_entropy(logits_r, retain.y[r_idx])
-                leakage = F.softplus(approximator(logits_f, y_f)).mean()
-                mu_ref, sigma_ref = (m.detach() for m in moments(logit_confidence(logits_ref, reference.y[ref_idx])))
-                kl = gaussian_kl(*moments(logit_confidence(logits_f, y_f)), mu_ref, sigma_ref)
-                drift = F.kl_div(F.log_softmax(logits_ref, 1), anchor[ref_idx], log_target=True, reduction="batchmean")
-                loss = ce + c.alpha * leakage + c.beta * kl + c.gamma * drift
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                for key, value in (("ce", ce), ("leakage", leakage), ("kl", kl), ("drift", drift)):
-                    sums[key] += float(value.detach())
-                steps += 1
-            status = self._status(model, approximator, forget, reference)
-            history.append({"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}, **status,
-                            "seconds": time.perf_counter() - start})
-            if epoch + 1 >= c.min_epochs and self._done(status):
-                return history, f"D_f as member-like as D_ref after {epoch + 1} epoch(s)"
+                status = self._status(model, approximator, forget, reference)
+                done_epochs = epoch + i / steps_per_epoch
+                history.append({"epoch": done_epochs, **{k: v / max(steps, 1) for k, v in sums.items()}, **status,
+                                "seconds": time.perf_counter() - start})
+                sums = dict.fromkeys(sums, 0.0)
+                steps, start = 0, time.perf_counter()
+                if done_epochs >= c.min_epochs and self._done(status):
+                    return history, f"D_f as member-like as D_ref after {done_epochs:.3g} epoch(s)"
         return history, f"epoch budget ({c.epochs}) reached"
+
+    def _step(self, model, approximator, optimizer, generator, forget, retain, reference, anchor, f_idx,
+              request) -> dict[str, float]:
+        c = self.config
+        device = f_idx.device
+        r_idx = torch.randint(len(retain), (c.retain_batch,), generator=generator).to(device)
+        ref_idx = torch.randint(len(reference), (c.ref_batch,), generator=generator).to(device)
+        x = torch.cat([retain.x[r_idx], forget.x[f_idx], reference.x[ref_idx]])
+        with autocast(device, request.recipe.precision):
+            logits = model(x).float()
+        logits_r, logits_f, logits_ref = logits.split([len(r_idx), len(f_idx), len(ref_idx)])
+        y_f = forget.y[f_idx]
+        ce = F.cross_entropy(logits_r, retain.y[r_idx])
+        leakage = F.softplus(approximator(logits_f, y_f)).mean()
+        mu_ref, sigma_ref = (m.detach() for m in moments(logit_confidence(logits_ref, reference.y[ref_idx])))
+        kl = gaussian_kl(*moments(logit_confidence(logits_f, y_f)), mu_ref, sigma_ref)
+        drift = F.kl_div(F.log_softmax(logits_ref, 1), anchor[ref_idx], log_target=True, reduction="batchmean")
+        loss = ce + c.alpha * leakage + c.beta * kl + c.gamma * drift
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"ce": float(ce), "leakage": float(leakage), "kl": float(kl), "drift": float(drift)}
 
     @torch.no_grad()
     def _status(self, model: nn.Module, approximator: nn.Module, forget: TensorData,
