@@ -38,7 +38,7 @@ def test_demo_writes_a_complete_run_folder(demo_dir):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["models"]) == {"original", "remi", "retrain"}
-    assert metrics["unlearning"]["remi"]["history"]
+    assert metrics["records"]["remi"]["history"] and metrics["records"]["original"]["history"]
     assert not list(out.parent.glob(".*partial")), "staging folder left behind"
 
 

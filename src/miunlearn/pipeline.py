@@ -30,6 +30,7 @@ class RunResult:
     metrics: dict[str, dict[str, float]]
     """Per model (``original``, then each method): the scalar metrics of the comparison table."""
     records: dict[str, dict[str, Any]]
+    """Per model: the training log of the target (``original``) and each method's unlearning record."""
     timings: dict[str, float]
     notes: list[str]
     out_dir: Path | None
@@ -79,6 +80,7 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
         return build_model(config.model.name, dataset.info, config.model.width)
 
     timings: dict[str, float] = {}
+    records: dict[str, dict[str, Any]] = {}
     torch.manual_seed(config.train.seed)
     target = fresh_model()
     if config.model.weights:
@@ -86,7 +88,9 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
         console.log(f"target: loaded {config.model.weights}")
     else:
         console.log(f"training target {config.model.name} for {config.train.epochs} epochs")
-        timings["target_train"] = _timed(lambda: train_model(target, train, config.train, desc="target"))
+        start = time.perf_counter()
+        records["original"] = {"history": train_model(target, train, config.train, desc="target")}
+        timings["target_train"] = time.perf_counter() - start
     target.eval()
 
     if config.approximator.load:
@@ -104,7 +108,6 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
         timings["approximator_fit"] = time.perf_counter() - start
 
     models: dict[str, nn.Module] = {"original": target}
-    records: dict[str, dict[str, Any]] = {}
     for name, method in methods.items():
         console.log(f"unlearning with {name}")
         result = unlearn(target, forget, retain, name, method.config, reference=reference, approximator=approximator,
@@ -130,14 +133,6 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
         _write_run_folder(run, config, dataset, splits, approximator, {n: r["curves"] for n, r in results.items()},
                           overwrite)
     return run
-
-
-def _timed(fn: Any) -> float:
-    start = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def _notes(config: RunConfig, approximator: Any, timings: dict[str, float]) -> list[str]:
@@ -171,7 +166,7 @@ def _write_run_folder(run: RunResult, config: RunConfig, dataset: Dataset, split
             | {"retain": int(len(splits.retain)), "test": splits.test_size},
             "models": run.metrics,
             "timings_seconds": run.timings,
-            "unlearning": run.records,
+            "records": run.records,
             "approximator": {"name": approximator.name, "statistics": list(approximator.statistics)},
             "notes": run.notes,
         })
