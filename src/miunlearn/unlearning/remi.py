@@ -19,7 +19,7 @@ from torch import nn
 from miunlearn.attacks.statistics import logit_confidence
 from miunlearn.data import TensorData
 from miunlearn.errors import MiunlearnError
-from miunlearn.training import autocast, batches, predict_logits, progress, resolve_device
+from miunlearn.training import OPTIMIZERS, autocast, batches, predict_logits, progress, resolve_device
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
 
 
@@ -33,12 +33,16 @@ class RemiConfig:
     """Weight of an anchor term (our addition): KL from the original model's outputs on the reference
     batch to the current ones. D_ref is never-seen data, where the retrained model behaves like the
     original; pinning it keeps test behaviour while D_f is moved. ``gamma=0`` is the spec's objective."""
-    optimizer: str = "sgd"
-    """``sgd`` (with ``momentum``) or ``adam``."""
-    lr: float = 0.01
+    optimizer: str = "adam"
+    """``adam`` (AdamW) or ``sgd`` (with ``momentum``). The target ends its cosine schedule at a learning rate
+    near zero; the privacy terms' gradients are noisy (|b_f| samples), and SGD at lr 0.01 lost 10-20 points
+    of accuracy on the fashion-mnist CNN within one epoch, while SGD at 0.003 needed the whole budget. Adam's
+    per-parameter step at lr 3e-4 kept accuracy within ~1 point and met the stopping rule in ~3 epochs."""
+    lr: float = 3e-4
     momentum: float = 0.9
+    """SGD only."""
     weight_decay: float = 0.0
-    epochs: int = 10
+    epochs: int = 30
     """Budget: passes over D_f."""
     forget_batch: int = 32
     retain_batch: int = 128
@@ -47,11 +51,12 @@ class RemiConfig:
     """Stop when mean σ(a) on D_f is at most this much above its mean on D_ref ... (``None``: two
     standard errors of that difference, i.e. indistinguishable at the sample sizes at hand)"""
     kl_threshold: float | None = None
-    """... and the KL between the Gaussians fitted to ``s`` on D_f and D_ref is below this (``None``:
-    ``1/n_f + 1/n_ref``, about what two samples of one distribution show)."""
+    """... and the KL between the Gaussians fitted to ``s`` on D_f and D_ref is below this (``None``: the 95%
+    quantile of that KL over random relabellings of D_f ∪ D_ref, see :func:`null_kl_quantile`)."""
     min_epochs: int = 1
     checks_per_epoch: int = 1
-    """How often per pass over D_f the stopping rule is evaluated (each check is a forward pass over D_f and D_ref)."""
+    """How often per pass over D_f the stopping rule is evaluated. Each check is a forward pass over D_f and
+    D_ref (about 2.5 training steps' cost on the fashion-mnist CNN), so more checks pay off only for large D_f."""
 
 
 def gaussian_kl(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
@@ -62,6 +67,20 @@ def gaussian_kl(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigm
 def moments(values: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and (population) standard deviation, floored so the KL stays finite."""
     return values.mean(), values.std(unbiased=False).clamp_min(eps)
+
+
+def null_kl_quantile(s_f: torch.Tensor, s_ref: torch.Tensor, q: float = 0.95, permutations: int = 200) -> float:
+    """The ``q`` quantile of the Gaussian KL between random splits of the pooled ``s`` values into groups of
+    |D_f| and |D_ref|: what the KL shows when D_f and D_ref are exchangeable (a permutation test at level
+    ``1 - q``). Its mean is about ``1/n_f + 1/n_ref`` for Gaussian ``s``, but heavier tails and the spread
+    of the estimate put a retrained model's own KL above that mean (measured: 0.0055 against 0.0035 on
+    fashion-mnist, 0.018 against 0.0088 on location), so a threshold at the mean is rarely met."""
+    pooled = torch.cat([s_f, s_ref]).cpu()
+    generator = torch.Generator().manual_seed(0)
+    split = pooled[torch.rand(permutations, len(pooled), generator=generator).argsort(1)]
+    a, b = split[:, :len(s_f)], split[:, len(s_f):]
+    stats = [(x.mean(1), x.std(1, unbiased=False).clamp_min(1e-4)) for x in (a, b)]
+    return float(gaussian_kl(*stats[0], *stats[1]).quantile(q))
 
 
 @METHODS.register("remi")
@@ -81,6 +100,9 @@ class ReMI(UnlearningMethod):
             raise MiunlearnError(f"remi.epochs must be at least 1, got {c.epochs}")
         if min(c.forget_batch, c.retain_batch, c.ref_batch) < 2:
             raise MiunlearnError("remi batch sizes must be at least 2 (the KL term needs a standard deviation)")
+        OPTIMIZERS.validate(c.optimizer)
+        if c.checks_per_epoch < 1:
+            raise MiunlearnError(f"remi.checks_per_epoch must be at least 1, got {c.checks_per_epoch}")
         if c.min_epochs < 0 or c.min_epochs > c.epochs:
             raise MiunlearnError(f"remi.min_epochs must be in 0..epochs ({c.epochs}), got {c.min_epochs}")
 
@@ -94,10 +116,7 @@ class ReMI(UnlearningMethod):
         model.train()
         approximator = request.approximator.to(device)
         forget, retain, reference = (d.to(device) for d in (request.forget, request.retain, request.reference))
-        if c.optimizer == "adam":
-            optimizer = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        optimizer = OPTIMIZERS.get(c.optimizer)(model.parameters(), c)
         generator = torch.Generator().manual_seed(request.seed)
         anchor = F.log_softmax(predict_logits(model, reference).to(device), dim=1)
         history: list[dict[str, float]] = []
@@ -128,8 +147,10 @@ class ReMI(UnlearningMethod):
                     return history, f"D_f as member-like as D_ref after {done_epochs:.3g} epoch(s)"
         return history, f"epoch budget ({c.epochs}) reached"
 
-    def _step(self, model, approximator, optimizer, generator, forget, retain, reference, anchor, f_idx,
-              request) -> dict[str, float]:
+    def _step(self, model: nn.Module, approximator: nn.Module, optimizer: torch.optim.Optimizer,
+              generator: torch.Generator, forget: TensorData, retain: TensorData, reference: TensorData,
+              anchor: torch.Tensor, f_idx: torch.Tensor, request: UnlearningRequest) -> dict[str, float]:
+        """One step on the objective for forget batch ``f_idx``; returns the terms' values."""
         c = self.config
         device = f_idx.device
         r_idx = torch.randint(len(retain), (c.retain_batch,), generator=generator).to(device)
@@ -148,23 +169,25 @@ class ReMI(UnlearningMethod):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"ce": float(ce), "leakage": float(leakage), "kl": float(kl), "drift": float(drift)}
+        terms = {"ce": ce, "leakage": leakage, "kl": kl, "drift": drift}
+        return {key: float(value.detach()) for key, value in terms.items()}
 
     @torch.no_grad()
     def _status(self, model: nn.Module, approximator: nn.Module, forget: TensorData,
                 reference: TensorData) -> dict[str, float]:
         """Full-set view of the stopping rule: mean σ(a) on D_f and D_ref and the Gaussian KL of ``s``."""
-        out, stats, std_errors = {}, {}, []
+        out, scores, std_errors = {}, {}, []
         for key, data in (("forget", forget), ("ref", reference)):
             logits = predict_logits(model, data).to(data.y.device)
             prob = torch.sigmoid(approximator(logits, data.y))
             out[f"{key}_member_prob"] = float(prob.mean())
             std_errors.append(float(prob.var()) / len(prob))
-            stats[key] = moments(logit_confidence(logits, data.y))
-        out["kl_full"] = float(gaussian_kl(*stats["forget"], *stats["ref"]))
+            scores[key] = logit_confidence(logits, data.y)
+        out["kl_full"] = float(gaussian_kl(*moments(scores["forget"]), *moments(scores["ref"])))
         c = self.config
         out["member_tolerance"] = c.member_tolerance if c.member_tolerance is not None else 2 * sum(std_errors) ** 0.5
-        out["kl_threshold"] = c.kl_threshold if c.kl_threshold is not None else 1 / len(forget) + 1 / len(reference)
+        out["kl_threshold"] = (c.kl_threshold if c.kl_threshold is not None
+                               else null_kl_quantile(scores["forget"], scores["ref"]))
         return out
 
     @staticmethod
