@@ -37,6 +37,11 @@ def per_example_epsilon(unlearned: np.ndarray, retrained: np.ndarray, delta: flo
     return eps
 
 
+def epsilon_cap(copies: int, delta: float = 0.01) -> float:
+    """The largest ε that N copies can show: both error rates at their floor 1/N."""
+    return float(np.log((1 - delta - 1 / copies) * copies))
+
+
 def forgetting_quality(eps: np.ndarray, bucket: float = 0.5) -> float:
     """Mean of ``2^-floor(ε / bucket)`` over the forget set: 1 when no sample is distinguishable."""
     return float(np.mean(2.0 ** -np.floor(eps / bucket)))
@@ -49,6 +54,6 @@ def challenge_score(unlearned: np.ndarray, retrained: np.ndarray, utility_unlear
     ratios = {f"{k}_ratio": utility_unlearned[k] / utility_retrained[k] for k in ("retain_acc", "test_acc")}
     return {"score": quality * float(np.prod(list(ratios.values()))), "forgetting_quality": quality, **ratios,
             "epsilon_mean": float(eps.mean()), "epsilon_max": float(eps.max()),
-            "epsilon_cap": float(np.log((1 - delta) * min(unlearned.shape[0], retrained.shape[0]))),
+            "epsilon_cap": epsilon_cap(min(unlearned.shape[0], retrained.shape[0]), delta),
             "copies": int(min(unlearned.shape[0], retrained.shape[0])), "delta": delta, "bucket": bucket,
             "utility_unlearned": utility_unlearned, "utility_retrained": utility_retrained}
