@@ -70,7 +70,8 @@ def _fail(exc: MiunlearnError) -> typer.Exit:
 def audit(
     run_dir: RunDirArgument,
     overrides: Annotated[list[str] | None, typer.Argument(
-        help="key=value settings, e.g. num_references=8 attacks=[lira-online,rmia-online] ulira=true")] = None,
+        help="key=value settings (StrongAuditConfig fields), e.g. num_references=8 variance=per-example "
+             "ulira=true challenge_copies=8")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Strong audit of a run: LiRA and RMIA with the auditor's own reference models; writes audit.json."""
