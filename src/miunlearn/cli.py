@@ -1,4 +1,4 @@
-"""The ``miunlearn`` command line: ``demo``, ``run`` and ``list``."""
+"""The ``miunlearn`` command line: ``demo``, ``run``, ``audit``, ``report`` and ``list``."""
 
 from __future__ import annotations
 
@@ -58,15 +58,60 @@ def run(
     _execute(config, overrides or [], out, overwrite, quiet, f"miunlearn run {config or ''}".strip(), "run")
 
 
+RunDirArgument = Annotated[Path, typer.Argument(help="A run folder written by `miunlearn run` or `miunlearn demo`.")]
+
+
+def _fail(exc: MiunlearnError) -> typer.Exit:
+    err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def audit(
+    run_dir: RunDirArgument,
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="key=value settings (StrongAuditConfig fields), e.g. num_references=8 variance=per-example "
+             "ulira=true challenge_copies=8")] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Strong audit of a run: LiRA and RMIA with the auditor's own reference models; writes audit.json."""
+    from miunlearn.evaluation.strong_audit import audit_config, run_strong_audit
+    from miunlearn.reporting.html import print_audit
+
+    try:
+        report = run_strong_audit(run_dir, audit_config(overrides), Console(stderr=True, quiet=quiet))
+    except MiunlearnError as exc:
+        raise _fail(exc) from None
+    print_audit(report, Console(width=200))
+    Console().print(f"written: {run_dir / 'audit.json'}")
+
+
+@app.command()
+def report(
+    run_dir: RunDirArgument,
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file (default: RUN_DIR/report.html).")] = None,
+) -> None:
+    """A self-contained HTML report (tables and plots) and a Markdown summary of a run and its audit."""
+    from miunlearn.reporting.html import write_report
+
+    try:
+        html_path, md_path = write_report(run_dir, out)
+    except MiunlearnError as exc:
+        raise _fail(exc) from None
+    Console().print(f"written: {html_path} and {md_path}")
+
+
 @app.command("list")
 def list_components() -> None:
     """Show the registered datasets, models, approximators, unlearning methods and audit attacks."""
     from miunlearn import APPROXIMATORS, AUDIT_ATTACKS, DATASETS, METHODS, MODELS
+    from miunlearn.attacks import REFERENCE_ATTACKS
     from miunlearn.data import FORGET_SELECTORS
 
     console = Console()
     for title, registry in (("datasets", DATASETS), ("models", MODELS), ("approximators", APPROXIMATORS),
-                            ("methods", METHODS), ("audit attacks", AUDIT_ATTACKS), ("forget modes", FORGET_SELECTORS)):
+                            ("methods", METHODS), ("audit attacks", AUDIT_ATTACKS), ("forget modes", FORGET_SELECTORS),
+                            ("reference attacks (miunlearn audit)", REFERENCE_ATTACKS)):
         console.print(f"[bold]{title}[/bold]: {', '.join(registry.names())}")
 
 

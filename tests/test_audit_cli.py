@@ -1,0 +1,158 @@
+"""`miunlearn audit` and `miunlearn report` on a finished run folder: results, cache, bad input, the HTML."""
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from miunlearn import build_model, save_weights
+from miunlearn.cli import app
+from miunlearn.data import DatasetInfo
+
+runner = CliRunner()
+ATTACKS = ["lira-online", "lira-offline", "rmia-online", "rmia-offline"]
+
+
+@pytest.fixture(scope="module")
+def audited(blobs_run, tmp_path_factory):
+    """A copy of the blobs run folder, audited with 4 reference models, and its report."""
+    run_dir = tmp_path_factory.mktemp("audit") / "run"
+    shutil.copytree(blobs_run.out_dir, run_dir)
+    cache = run_dir.parent / "cache"
+    result = runner.invoke(app, ["audit", str(run_dir), f"cache_dir={cache}", "bootstrap=30", "-q"])
+    assert result.exit_code == 0, result.output
+    report = runner.invoke(app, ["report", str(run_dir)])
+    assert report.exit_code == 0, report.output
+    return run_dir, cache, result.output
+
+
+def test_audit_scores_every_model_with_every_attack(audited):
+    run_dir, _, output = audited
+    audit = json.loads((run_dir / "audit.json").read_text())
+    assert set(audit["attacks"]) == set(ATTACKS)
+    for attack in ATTACKS:
+        by_model = audit["attacks"][attack]
+        assert set(by_model) == {"original", "remi", "retrain"}
+        for r in by_model.values():
+            assert 0 <= r["auc"] <= 1 and r["auc_ci"][0] <= r["auc_ci"][1]
+            assert r["tpr_at_0.1%fpr"] is None  # fewer than 1000 non-members: said, not guessed
+        # The original model trained on D_f; the retrained one did not.
+        assert by_model["original"]["auc"] > by_model["retrain"]["auc"]
+    assert audit["references"]["count"] == 4 and audit["references"]["trained_now"] == 4
+    assert "remi" in audit["comparison"]["lira-online"]
+    assert "Strongest attack" in output
+
+
+def test_reference_models_are_cached_and_reused(audited):
+    run_dir, cache, _ = audited
+    again = runner.invoke(app, ["audit", str(run_dir), f"cache_dir={cache}", "bootstrap=0",
+                                "attacks=[rmia-online]", "-q"])
+    assert again.exit_code == 0, again.output
+    audit = json.loads((run_dir / "audit.json").read_text())
+    assert audit["references"]["trained_now"] == 0
+    folder = Path(audit["references"]["folder"])
+    assert (folder / "membership.npz").is_file() and len(list(folder.glob("ref-*.safetensors"))) == 4
+    # Restore the full audit for the report tests.
+    assert runner.invoke(app, ["audit", str(run_dir), f"cache_dir={cache}", "bootstrap=30", "-q"]).exit_code == 0
+
+
+def test_markdown_summary_and_html_are_written(audited):
+    run_dir, _, _ = audited
+    runner.invoke(app, ["report", str(run_dir)])
+    markdown = (run_dir / "report.md").read_text()
+    assert "Strong audit" in markdown and "lira-online" in markdown and "retrain" in markdown
+    page = (run_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 5
+    assert "<script" not in page and "http" not in page.replace("http-equiv", "")  # self-contained
+
+
+def _fails(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_bad_input_is_one_line(audited, tmp_path):
+    run_dir, cache, _ = audited
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(run_dir, incomplete, ignore=shutil.ignore_patterns("models"))
+    _fails(["audit", str(incomplete), f"cache_dir={cache}"], "lacks models/original.safetensors")
+    _fails(["audit", str(tmp_path / "nowhere")], "does not exist")
+    _fails(["report", str(tmp_path)], "has no metrics.json")
+    _fails(["audit", str(run_dir), "num_references=1", "attacks=[lira-online]"], "too few reference models")
+    _fails(["audit", str(run_dir), "attacks=[lira]"], "unknown reference attack 'lira'")
+    _fails(["audit", str(run_dir), "num_refs=4"], "unknown config key 'audit.num_refs'")
+
+
+def test_reference_models_of_another_setup_or_architecture_are_refused(audited, tmp_path):
+    run_dir, cache, _ = audited
+    folder = Path(json.loads((run_dir / "audit.json").read_text())["references"]["folder"])
+    other = tmp_path / "refs"
+    shutil.copytree(folder, other)
+    meta = json.loads((other / "meta.json").read_text())
+    meta["key"]["model"]["name"] = "cnn"
+    (other / "meta.json").write_text(json.dumps(meta))
+    _fails(["audit", str(run_dir), f"references_dir={other}"], "were made for another set-up (model.name: 'cnn'")
+
+    swapped = tmp_path / "swapped"
+    shutil.copytree(folder, swapped)
+    save_weights(build_model("mlp", DatasetInfo("digits", (64,), 10, False)), swapped / "ref-00.safetensors")
+    _fails(["audit", str(run_dir), f"references_dir={swapped}"], "holds weights for model 'mlp' with 10 classes")
+
+
+@pytest.mark.slow
+def test_ulira_and_challenge_on_a_tiny_run(audited, tmp_path):
+    run_dir, cache, _ = audited
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    result = runner.invoke(app, ["audit", str(copy), f"cache_dir={cache}", "attacks=[lira-online]", "bootstrap=0",
+                                 "ulira=true", "challenge_copies=2", "-q"])
+    assert result.exit_code == 0, result.output
+    audit = json.loads((copy / "audit.json").read_text())
+    assert 0 <= audit["ulira"]["remi"]["auc"] <= 1
+    challenge = audit["challenge"]["remi"]
+    assert 0 <= challenge["forgetting_quality"] <= 1 and challenge["copies"] == 2
+    assert "U-LiRA" in result.output
+
+
+CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+IMAGE_CHECK = """<script>window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute('data-images', ok + '/' + imgs.length);
+});</script>"""
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                               "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                               "--disable-sync",
+                               f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless browser (chromium) installed; `make test` installs "
+                                             "Debian's chromium when it runs as root with apt-get")
+def test_report_renders_with_its_images_in_a_headless_browser(audited, tmp_path):
+    run_dir, _, _ = audited
+    page = (run_dir / "report.html").read_text()
+    probe = tmp_path / "probe.html"  # the report plus a script that counts decoded images
+    probe.write_text(page.replace("</body>", IMAGE_CHECK + "</body>"))
+    dom = _chromium("--dump-dom", probe.as_uri())
+    match = re.search(r'data-images="(\d+)/(\d+)"', dom.stdout)
+    assert match, dom.stderr[-2000:]
+    loaded, total = map(int, match.groups())
+    assert total >= 5 and loaded == total
+    assert "Strong audit" in dom.stdout
+
+    shot = tmp_path / "shot.png"
+    _chromium(f"--screenshot={shot}", "--window-size=1200,2000", (run_dir / "report.html").as_uri())
+    assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
