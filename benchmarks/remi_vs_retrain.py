@@ -73,15 +73,19 @@ def main(argv: list[str]) -> None:
     os.chdir(ROOT)
     names = [a for a in argv if "=" not in a] or sorted(p.stem for p in (HERE / "configs").glob("*.yaml"))
     overrides = [a for a in argv if "=" in a]
-    for name in names:
-        record = run_one(name, overrides)
-        print(f"\n### {name}\n\n`{record['command']}` — {record['date']}, {record['machine']['cpu']} "
-              f"({record['machine']['cores']} cores, torch {record['machine']['torch']}, device "
-              f"{record['machine']['device']}), wall {record['wall_seconds']:.0f} s, peak RSS "
-              f"{record['peak_rss_mib']:.0f} MiB\n")
-        print(format_table(record["metrics"]))
-        print("\n" + "\n".join(f"- {n}" for n in record["notes"]))
-        sys.stdout.flush()
+    if len(names) > 1:  # one process per config, so each peak RSS is that config's own
+        for name in names:
+            subprocess.run([sys.executable, __file__, name, *overrides], check=True)
+        return
+    name = names[0]
+    record = run_one(name, overrides)
+    print(f"\n### {name}\n\n`{record['command']}` — {record['date']}, {record['machine']['cpu']} "
+          f"({record['machine']['cores']} cores, torch {record['machine']['torch']}, device "
+          f"{record['machine']['device']}), wall {record['wall_seconds']:.0f} s, peak RSS "
+          f"{record['peak_rss_mib']:.0f} MiB\n")
+    print(format_table(record["metrics"]))
+    print("\n" + "\n".join(f"- {n}" for n in record["notes"]))
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
