@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -126,3 +127,15 @@ def test_interrupted_run_leaves_earlier_result_intact(tmp_path):
 def test_console_script_entry_point():
     result = subprocess.run([sys.executable, "-m", "miunlearn.cli", "list"], capture_output=True, text=True)
     assert result.returncode == 0 and "remi" in result.stdout
+
+
+def test_results_get_the_usual_permissions(tmp_path):
+    from miunlearn.io import write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    with staged_run_dir(tmp_path / "run") as staging:
+        (staging / "f").write_text("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o777 & ~umask

@@ -21,6 +21,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make results unreadable to the owner's group
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -59,6 +60,7 @@ def staged_run_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]
         raise MiunlearnError(f"run folder {str(final)!r} already exists; choose another --out or pass --overwrite")
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    os.chmod(staging, 0o777 & ~_umask())
     try:
         yield staging
         if final.exists():
@@ -71,3 +73,9 @@ def staged_run_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

@@ -31,7 +31,8 @@ def _read_text(root: Path) -> str:
             continue
         if path.name.endswith((".tgz", ".tar.gz")):
             with tarfile.open(path) as archive:
-                member = next((m for m in archive.getmembers() if m.isfile() and Path(m.name).name.startswith("bangkok")), None)
+                members = [m for m in archive.getmembers() if m.isfile() and Path(m.name).name.startswith("bangkok")]
+                member = members[0] if members else None
                 if member is None:
                     raise MiunlearnError(f"{path} holds no 'bangkok' CSV file")
                 return archive.extractfile(member).read().decode()
