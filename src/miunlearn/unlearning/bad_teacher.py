@@ -23,13 +23,13 @@ from miunlearn.unlearning.retrain import reinitialise
 
 @dataclass
 class BadTeacherConfig:
-    """Chundawat et al.'s reference code: 30% of D_r, KL temperature 1, batch 256, 1 epoch. Their Adam lr is
-    1e-4 for a 50k-sample epoch (about 200 steps); our sets give a few to tens of steps, hence 5e-3."""
+    """Chundawat et al.'s reference code: 30% of D_r, KL temperature 1, batch 256, 1 epoch, Adam lr 1e-4
+    (5e-3 took our CIFAR-10 CNN from 67% to 30% retain accuracy: measured)."""
 
     retain_fraction: float = 0.3
     temperature: float = 1.0
     epochs: int = 1
-    lr: float = 5e-3
+    lr: float = 1e-4
     batch_size: int = 256
 
 

