@@ -1,11 +1,10 @@
-"""Pieces the fine-tuning baselines share: range checks, the SGD step, forward passes, relabelling."""
+"""Pieces the baselines share: range checks, the SGD step, forward passes, paired batches, relabelling."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from miunlearn.data import TensorData
@@ -85,15 +84,3 @@ def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch
     shift = torch.randint(1, num_classes, labels.shape, generator=generator).to(labels.device)
     return (labels + shift) % num_classes
 
-
-def mean_cross_entropy(model: nn.Module, data: TensorData, request: UnlearningRequest, batch_size: int = 1024) -> float:
-    """For logs: CE of ``model`` (eval mode) on ``data``."""
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    with torch.no_grad():
-        for i in range(0, len(data), batch_size):
-            logits = logits_of(model, data.x[i:i + batch_size], request)
-            total += float(F.cross_entropy(logits, data.y[i:i + batch_size], reduction="sum"))
-    model.train(was_training)
-    return total / max(len(data), 1)

@@ -62,6 +62,8 @@ class RandomLabel(UnlearningMethod):
                 loss.backward()
                 with torch.no_grad():
                     for i, p in enumerate(params):
+                        if p.grad is None:  # a parameter this loss does not reach
+                            continue
                         p.grad.add_(p, alpha=c.weight_decay)
                         if masks is not None:
                             p.grad.mul_(masks[i])

@@ -44,7 +44,7 @@ class SalUn(RandomLabel):
         model.zero_grad(set_to_none=True)
         for idx in batches(len(forget), self.config.saliency_batch, None, params[0].device):
             F.cross_entropy(logits_of(model, forget.x[idx], request), forget.y[idx], reduction="sum").backward()
-        saliency = [p.grad.detach().abs() for p in params]
+        saliency = [torch.zeros_like(p) if p.grad is None else p.grad.detach().abs() for p in params]
         model.zero_grad(set_to_none=True)
         flat = torch.cat([s.flatten() for s in saliency])
         keep = max(1, round(self.config.mask_fraction * flat.numel()))
