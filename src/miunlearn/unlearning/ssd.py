@@ -23,7 +23,10 @@ from miunlearn.unlearning.common import check_ranges, logits_of, start
 @dataclass
 class SsdConfig:
     """Foster et al.'s reference code and paper settings for CIFAR: selection weighting α = 10, dampening
-    constant λ = 1 (exponent 1, update capped at 1)."""
+    constant λ = 1 (exponent 1, update capped at 1).
+
+    D contains D_f, so I_D ≳ (|D_f|/|D|) · I_f and a weight can only be selected when α < |D|/|D_f|: the
+    paper's α = 10 suits its CIFAR-100 classes (1% of D) and selects nothing for a 10% forget set."""
 
     selection_weighting: float = 10.0
     dampening_constant: float = 1.0
@@ -72,4 +75,8 @@ class Ssd(UnlearningMethod):
                 p.mul_(torch.where(selected, factor, torch.ones_like(factor)))
                 dampened += int(selected.sum())
                 total += p.numel()
-        return [{"dampened_fraction": dampened / total}], f"one-shot: dampened {dampened} of {total} weights"
+        reason = f"one-shot: dampened {dampened} of {total} weights"
+        if dampened == 0 and c.selection_weighting >= len(whole) / len(forget):
+            reason += (f" (selection_weighting {c.selection_weighting:g} >= |D|/|D_f| = "
+                       f"{len(whole) / len(forget):.3g}: no weight can be selected; lower it)")
+        return [{"dampened_fraction": dampened / total}], reason
