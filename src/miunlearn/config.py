@@ -52,6 +52,9 @@ class ForgetConfig:
     count: int | None = None
     classes: list[int] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
+    requests: int = 1
+    """Sequential deletion: split the selected samples into this many disjoint random requests, each
+    applied to the previous request's result and audited against retraining on what remains."""
     seed: int = 0
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
@@ -35,6 +36,8 @@ class RunResult:
     notes: list[str]
     out_dir: Path | None
     models: dict[str, nn.Module]
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    """Sequential requests (``forget.requests > 1``): per request, its sizes and every model's metrics."""
 
 
 def validate(config: RunConfig) -> dict[str, UnlearningMethod]:
@@ -51,6 +54,8 @@ def validate(config: RunConfig) -> dict[str, UnlearningMethod]:
         raise MiunlearnError(f"approximator.num_shadows must be at least 1, got {config.approximator.num_shadows}")
     if not 0 < config.audit.low_fpr < 1:
         raise MiunlearnError(f"audit.low_fpr must be in (0, 1), got {config.audit.low_fpr}")
+    if config.forget.requests < 1:
+        raise MiunlearnError(f"forget.requests must be at least 1, got {config.forget.requests}")
     if not config.unlearn.methods:
         raise MiunlearnError("unlearn.methods is empty; valid: " + ", ".join(METHODS.names()))
     if len(set(config.unlearn.methods)) != len(config.unlearn.methods):
@@ -107,32 +112,63 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
         approximator = fit_approximator(config.approximator, outputs)
         timings["approximator_fit"] = time.perf_counter() - start
 
-    models: dict[str, nn.Module] = {"original": target}
-    for name, method in methods.items():
-        console.log(f"unlearning with {name}")
-        result = unlearn(target, forget, retain, name, method.config, reference=reference, approximator=approximator,
-                         recipe=config.train, seed=config.seed)
-        models[name] = result.model
-        records[name] = asdict(result.record)
-        timings[name] = result.record.seconds
-
-    console.log("auditing")
-    sets = EvaluationSets(retain, forget, dataset.test, audit)
-    outputs_by_model = {name: ModelOutputs.of(model, sets, config.train.device) for name, model in models.items()}
-    results = {name: evaluate_outputs(out, sets, config.audit.attacks, config.audit.low_fpr)
-               for name, out in outputs_by_model.items()}
-    compare_to_retrain(results, outputs_by_model, {m: timings[m] for m in methods})
-    metrics = {name: r["metrics"] for name, r in results.items()}
-    for name in methods:
-        metrics[name]["seconds"] = timings[name]
+    models: dict[str, nn.Module] = {"original": target} | dict.fromkeys(methods, target)
+    requests = split_requests(splits.forget, config.forget.requests, config.forget.seed)
+    per_request: list[dict[str, Any]] = []
+    forgotten = np.empty(0, dtype=np.int64)
+    for number, request_idx in enumerate(requests, 1):
+        # Each request is applied to the previous result; retrain starts afresh on what remains.
+        forgotten = np.union1d(forgotten, request_idx)
+        if len(requests) > 1:
+            forget, retain = pool.subset(request_idx), pool.subset(np.setdiff1d(splits.train, forgotten))
+            console.log(f"request {number}/{len(requests)}: |D_f|={len(forget)}, |D_r|={len(retain)}")
+        seconds: dict[str, float] = {}
+        for name, method in methods.items():
+            console.log(f"unlearning with {name}")
+            result = unlearn(models[name], forget, retain, name, method.config, reference=reference,
+                             approximator=approximator, recipe=config.train, seed=config.seed)
+            models[name] = result.model
+            records[name] = asdict(result.record)
+            seconds[name] = result.record.seconds
+            timings[name] = timings.get(name, 0.0) + seconds[name]
+        console.log("auditing")
+        # After each request the audit covers everything forgotten so far.
+        metrics, curves = _audit(models, EvaluationSets(retain, pool.subset(forgotten), dataset.test, audit), config,
+                                 seconds)
+        if len(requests) > 1:
+            per_request.append({"request": number, "forget_size": len(request_idx), "forgotten_total": len(forgotten),
+                                "retain_size": len(retain), "metrics": metrics,
+                                "stop_reasons": {m: records[m]["stop_reason"] for m in methods}})
     if "target_train" in timings:
         metrics["original"]["seconds"] = timings["target_train"]
     notes = _notes(config, approximator, timings)
-    run = RunResult(metrics, records, timings, notes, Path(out_dir) if out_dir else None, models)
+    run = RunResult(metrics, records, timings, notes, Path(out_dir) if out_dir else None, models, per_request)
     if out_dir is not None:
-        _write_run_folder(run, config, dataset, splits, approximator, {n: r["curves"] for n, r in results.items()},
-                          overwrite)
+        _write_run_folder(run, config, dataset, splits, approximator, curves, overwrite)
     return run
+
+
+def split_requests(forget: np.ndarray, count: int, seed: int) -> list[np.ndarray]:
+    """``count`` disjoint random deletion requests covering ``forget`` (sorted indices each)."""
+    if count > len(forget):
+        raise MiunlearnError(f"forget.requests={count} but the forget set has only {len(forget)} sample(s)")
+    if count == 1:
+        return [forget]
+    shuffled = np.random.default_rng(seed).permutation(forget)
+    return [np.sort(part) for part in np.array_split(shuffled, count)]
+
+
+def _audit(models: dict[str, nn.Module], sets: EvaluationSets, config: RunConfig,
+           seconds: dict[str, float]) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
+    """Every model's metrics on ``sets``, compared with the retrained model's; and the curves plots need."""
+    outputs_by_model = {name: ModelOutputs.of(model, sets, config.train.device) for name, model in models.items()}
+    results = {name: evaluate_outputs(out, sets, config.audit.attacks, config.audit.low_fpr)
+               for name, out in outputs_by_model.items()}
+    compare_to_retrain(results, outputs_by_model, seconds)
+    metrics = {name: r["metrics"] for name, r in results.items()}
+    for name, value in seconds.items():
+        metrics[name]["seconds"] = value
+    return metrics, {n: r["curves"] for n, r in results.items()}
 
 
 def _notes(config: RunConfig, approximator: Any, timings: dict[str, float]) -> list[str]:
@@ -169,17 +205,25 @@ def _write_run_folder(run: RunResult, config: RunConfig, dataset: Dataset, split
             "records": run.records,
             "approximator": {"name": approximator.name, "statistics": list(approximator.statistics)},
             "notes": run.notes,
-        })
+        } | ({"requests": run.requests} if run.requests else {}))
         with atomic_write(staging / "table.md") as fh:
-            fh.write(format_table(run.metrics) + "\n\n" + "\n".join(f"- {n}" for n in run.notes) + "\n")
+            fh.write("".join(f"{_request_title(r)}\n\n{format_table(r['metrics'])}\n\n" for r in run.requests)
+                     + format_table(run.metrics) + "\n\n" + "\n".join(f"- {n}" for n in run.notes) + "\n")
         plot_roc(curves, staging / "plots" / "audit_roc.png")
         plot_s_histograms(curves, staging / "plots" / "s_histograms.png")
 
 
 def show(run: RunResult, title: str, console: Console | None = None) -> None:
     console = console or Console(width=200)
-    print_table(run.metrics, title, console)
+    for request in run.requests[:-1]:
+        print_table(request["metrics"], f"{title} — {_request_title(request)}", console)
+    print_table(run.metrics, f"{title} — {_request_title(run.requests[-1])}" if run.requests else title, console)
     for note in run.notes:
         console.print(f"[dim]• {note}[/dim]")
     if run.out_dir is not None:
         console.print(f"run folder: {run.out_dir}")
+
+
+def _request_title(request: dict[str, Any]) -> str:
+    return (f"after request {request['request']} ({request['forget_size']} samples; "
+            f"{request['forgotten_total']} forgotten in all, {request['retain_size']} retained)")
