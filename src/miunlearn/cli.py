@@ -35,8 +35,7 @@ def _execute(config_path: Path | None, overrides: list[str], out: Path | None, o
         config = load_config(config_path, overrides)
         run = run_experiment(config, out or _default_out(prefix), overwrite, Console(stderr=True, quiet=quiet))
     except MiunlearnError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
     show(run, title)
 
 
