@@ -16,7 +16,7 @@ from torch import nn
 
 from miunlearn.training import batches, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
-from miunlearn.unlearning.common import check_ranges, logits_of, sgd, start, step
+from miunlearn.unlearning.common import check_ranges, logits_of, start, step
 
 
 @dataclass
@@ -58,7 +58,7 @@ class BoundaryShrink(UnlearningMethod):
         for p in original.parameters():
             p.requires_grad_(False)
         forget = request.forget.to(device)
-        optimizer = sgd(model, c.lr, c.momentum, 0.0)
+        optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             losses, moved = [], 0

@@ -1,4 +1,4 @@
-"""Pieces the baselines share: range checks, the SGD step, forward passes, paired batches, relabelling."""
+"""Pieces the baselines share: range checks, the optimiser step, forward passes, paired batches, relabelling."""
 
 from __future__ import annotations
 
@@ -38,10 +38,6 @@ def start(model: nn.Module, request: UnlearningRequest) -> tuple[torch.device, t
     model.to(device)
     model.train()
     return device, torch.Generator().manual_seed(request.seed)
-
-
-def sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def logits_of(model: nn.Module, x: torch.Tensor, request: UnlearningRequest) -> torch.Tensor:

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from miunlearn.training import batches, progress
+from miunlearn.training import OPTIMIZERS, batches, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
-from miunlearn.unlearning.common import check_ranges, logits_of, sgd, start, step
+from miunlearn.unlearning.common import check_ranges, logits_of, start, step
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Finetune(UnlearningMethod):
         c = self.config
         device, generator = start(model, request)
         retain = request.retain.to(device)
-        optimizer = sgd(model, c.lr, c.momentum, c.weight_decay)
+        optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             total, steps = 0.0, 0

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import nn
 
-from miunlearn.training import batches, progress
+from miunlearn.training import OPTIMIZERS, batches, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
-from miunlearn.unlearning.common import check_ranges, logits_of, sgd, start, step
+from miunlearn.unlearning.common import check_ranges, logits_of, start, step
 
 
 @dataclass
@@ -41,7 +41,7 @@ class GradientAscent(UnlearningMethod):
         c = self.config
         device, generator = start(model, request)
         forget = request.forget.to(device)
-        optimizer = sgd(model, c.lr, c.momentum, c.weight_decay)
+        optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             losses = [-step(optimizer, -F.cross_entropy(logits_of(model, forget.x[idx], request), forget.y[idx]))

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from miunlearn.training import progress
+from miunlearn.training import OPTIMIZERS, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
-from miunlearn.unlearning.common import check_ranges, logits_of, paired_batches, sgd, start, step
+from miunlearn.unlearning.common import check_ranges, logits_of, paired_batches, start, step
 
 
 @dataclass
@@ -46,7 +46,7 @@ class NegGradPlus(UnlearningMethod):
         c = self.config
         device, generator = start(model, request)
         retain, forget = request.retain.to(device), request.forget.to(device)
-        optimizer = sgd(model, c.lr, c.momentum, c.weight_decay)
+        optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             total, steps = 0.0, 0

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from miunlearn.errors import MiunlearnError
-from miunlearn.training import batches, progress
+from miunlearn.training import OPTIMIZERS, batches, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
-from miunlearn.unlearning.common import check_ranges, logits_of, sgd, start, step
+from miunlearn.unlearning.common import check_ranges, logits_of, start, step
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Scrub(UnlearningMethod):
         device, generator = start(model, request)
         teacher.to(device)
         forget, retain = request.forget.to(device), request.retain.to(device)
-        optimizer = sgd(model, c.lr, c.momentum, c.weight_decay)
+        optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             row: dict[str, float] = {"epoch": epoch + 1}
