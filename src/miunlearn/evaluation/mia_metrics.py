@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from miunlearn.attacks.audit import roc_metrics
+
 
 def _point(members: np.ndarray, non_members: np.ndarray, fprs: tuple[float, ...]) -> dict[str, float | None]:
-    y = np.r_[np.ones(len(members)), np.zeros(len(non_members))]
-    s = np.r_[members, non_members]
-    fpr, tpr, _ = roc_curve(y, s)
-    out: dict[str, float | None] = {"auc": float(roc_auc_score(y, s)),
-                                    "balanced_accuracy": float(0.5 + 0.5 * np.max(tpr - fpr))}
+    roc = roc_metrics(members, non_members, fprs[0])
+    fpr, tpr = roc["fpr"], roc["tpr"]
+    out: dict[str, float | None] = {"auc": roc["auc"], "balanced_accuracy": float(0.5 + 0.5 * np.max(tpr - fpr))}
     for f in fprs:
         out[tpr_key(f)] = float(tpr[fpr <= f].max()) if len(non_members) * f >= 1 else None
     return out
