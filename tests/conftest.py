@@ -27,6 +27,14 @@ def shared(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Shadow and reference models that runs cache go to a temporary folder, not the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MIUNLEARN_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def blobs_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Synthetic tabular data with 10% label noise: an MLP memorises it, so membership leaks strongly."""

@@ -106,11 +106,12 @@ def list_components() -> None:
     from miunlearn import APPROXIMATORS, AUDIT_ATTACKS, DATASETS, METHODS, MODELS
     from miunlearn.attacks import REFERENCE_ATTACKS
     from miunlearn.data import FORGET_SELECTORS
+    from miunlearn.training.executors import EXECUTORS
 
     console = Console()
     for title, registry in (("datasets", DATASETS), ("models", MODELS), ("approximators", APPROXIMATORS),
                             ("methods", METHODS), ("audit attacks", AUDIT_ATTACKS), ("forget modes", FORGET_SELECTORS),
-                            ("reference attacks (miunlearn audit)", REFERENCE_ATTACKS)):
+                            ("reference attacks (miunlearn audit)", REFERENCE_ATTACKS), ("executors", EXECUTORS)):
         console.print(f"[bold]{title}[/bold]: {', '.join(registry.names())}")
 
 

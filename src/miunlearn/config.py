@@ -115,6 +115,24 @@ class AuditConfig:
 
 
 @dataclass
+class ExecutorConfig:
+    """Where the shadow and reference models are trained: in this process (``local``) or as Ray tasks (``ray``)."""
+
+    name: str = "local"
+    concurrent: int = 1
+    """Train up to this many models with equal training-set sizes together on one device (one Ray task per group)."""
+    address: str | None = None
+    """``ray`` only: the cluster to join (``ray.init(address=...)``, e.g. ``auto``); None starts a local Ray."""
+    gpus_per_task: float = 0.0
+    """``ray`` only: GPUs per task; fractions share one GPU between tasks (0.25: four models per GPU)."""
+    cpus_per_task: float = 1.0
+    """``ray`` only: CPUs per task, also each worker's thread count."""
+    cache_dir: str | None = None
+    """Root of the artefact store of shadow and reference models (default: $MIUNLEARN_CACHE or
+    ~/.cache/miunlearn). Ray workers write into it: on a multi-machine cluster it must be shared storage."""
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     forget: ForgetConfig = field(default_factory=ForgetConfig)
@@ -123,6 +141,7 @@ class RunConfig:
     approximator: ApproximatorConfig = field(default_factory=ApproximatorConfig)
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     seed: int = 0
     """Master seed: sets every section's seed that was not given explicitly."""
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from torch import nn
 
 from miunlearn.attacks import APPROXIMATORS, AUDIT_ATTACKS, fit_approximator, load_approximator, train_shadows
+from miunlearn.attacks.shadows import shadow_store
 from miunlearn.config import RunConfig, save_config
 from miunlearn.data import DATASETS, FORGET_SELECTORS, Dataset, Splits, load_dataset, prepare_splits
 from miunlearn.errors import MiunlearnError
@@ -22,6 +23,7 @@ from miunlearn.io import atomic_write, staged_run_dir, write_json
 from miunlearn.models import MODELS, build_model, load_weights, save_weights
 from miunlearn.reporting import format_table, plot_roc, plot_s_histograms, print_table
 from miunlearn.training import resolve_device, train_model
+from miunlearn.training.executors import ModelSpec, build_executor, validate_executor_config
 from miunlearn.training.loop import validate_train_config
 from miunlearn.unlearning import METHODS, UnlearningMethod, build_method, unlearn
 
@@ -50,6 +52,7 @@ def validate(config: RunConfig) -> dict[str, UnlearningMethod]:
         AUDIT_ATTACKS.validate(attack)
     validate_train_config(config.train)
     resolve_device(config.train.device)
+    validate_executor_config(config.executor)
     if config.approximator.num_shadows < 1:
         raise MiunlearnError(f"approximator.num_shadows must be at least 1, got {config.approximator.num_shadows}")
     if not 0 < config.audit.low_fpr < 1:
@@ -98,6 +101,7 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
         timings["target_train"] = time.perf_counter() - start
     target.eval()
 
+    shadows_loaded = 0
     if config.approximator.load:
         approximator = load_approximator(config.approximator.load)
         if approximator.num_classes != dataset.info.num_classes:
@@ -108,9 +112,13 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
         console.log(f"fitting approximator {config.approximator.name} on "
                     f"{config.approximator.num_shadows} shadow model(s)")
         start = time.perf_counter()
-        outputs = train_shadows(fresh_model, shadow, config.train, config.approximator.num_shadows, config.seed)
+        store = shadow_store(config, dataset.info.num_classes, splits.shadow)
+        outputs = train_shadows(ModelSpec(config.model.name, dataset.info, config.model.width), shadow, config.train,
+                                config.approximator.num_shadows, config.seed, build_executor(config.executor), store,
+                                console)
         approximator = fit_approximator(config.approximator, outputs)
         timings["approximator_fit"] = time.perf_counter() - start
+        shadows_loaded = config.approximator.num_shadows - outputs.trained_now
 
     models: dict[str, nn.Module] = {"original": target} | dict.fromkeys(methods, target)
     requests = split_requests(splits.forget, config.forget.requests, config.forget.seed)
@@ -141,7 +149,7 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
                                 "stop_reasons": {m: records[m]["stop_reason"] for m in methods}})
     if "target_train" in timings:
         metrics["original"]["seconds"] = timings["target_train"]
-    notes = _notes(config, approximator, timings)
+    notes = _notes(config, approximator, timings, shadows_loaded)
     run = RunResult(metrics, records, timings, notes, Path(out_dir) if out_dir else None, models, per_request)
     if out_dir is not None:
         _write_run_folder(run, config, dataset, splits, approximator, curves, overwrite)
@@ -171,12 +179,13 @@ def _audit(models: dict[str, nn.Module], sets: EvaluationSets, config: RunConfig
     return metrics, {n: r["curves"] for n, r in results.items()}
 
 
-def _notes(config: RunConfig, approximator: Any, timings: dict[str, float]) -> list[str]:
+def _notes(config: RunConfig, approximator: Any, timings: dict[str, float], shadows_loaded: int) -> list[str]:
     notes = []
     if "approximator_fit" in timings:
+        loaded = f", {shadows_loaded} loaded from the artefact store" if shadows_loaded else ""
         notes.append(f"approximator '{approximator.name}' fitted once in {timings['approximator_fit']:.2f}s "
-                     f"({config.approximator.num_shadows} shadow model(s)); reused by every later request, so it "
-                     "is not in the per-request seconds")
+                     f"({config.approximator.num_shadows} shadow model(s){loaded}); reused by every later request, "
+                     "so it is not in the per-request seconds")
     shared = [a for a in config.audit.attacks if AUDIT_ATTACKS.get(a).statistic in approximator.statistics]
     if shared:
         notes.append(f"audit attack(s) {', '.join(shared)} read a statistic the guiding approximator also reads "

@@ -6,34 +6,26 @@ of the pool is IN exactly half of the models when their number is even (Carlini 
 split), so each sample has as many models trained with it as without it.
 
 They depend only on (dataset and role split, architecture, recipe, seed, count), not on the deletion
-request, so they are cached under that key and reused by every audit of the same target set-up: a folder
-with ``meta.json`` (the key), ``membership.npz`` (pool indices and the K x N membership matrix) and one
-``ref-KK.safetensors`` per model, each file written atomically as soon as it is ready, so an interrupted
-audit resumes where it stopped.
+request, so they live in an artefact store under that key (:mod:`miunlearn.artefacts`) and are reused
+by every audit of the same target set-up: ``membership.npz`` holds the pool indices and the K x N
+membership matrix, one ``ref-KK.safetensors`` per model is written as soon as it is ready, so an
+interrupted audit resumes where it stopped. The executor (``local`` or ``ray``) trains the missing ones.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 from torch import nn
 
+from miunlearn.artefacts import model_key, open_store, store_folder
 from miunlearn.config import RunConfig
 from miunlearn.data import Dataset, Splits
 from miunlearn.errors import MiunlearnError
-from miunlearn.io import atomic_path, write_json
-from miunlearn.models import build_model, load_weights, save_weights
-from miunlearn.training import train_model
-
-FORMAT_VERSION = 1
+from miunlearn.training.executors import Executor, ModelJob, ModelSpec, build_executor
 
 
 @dataclass
@@ -71,82 +63,26 @@ def membership_matrix(count: int, size: int, seed: int) -> np.ndarray:
 
 
 def reference_key(config: RunConfig, num_classes: int, count: int, seed: int) -> dict:
-    """What the reference models depend on; paths and run-time switches (device, progress) excluded."""
-    data = {k: v for k, v in asdict(config.data).items() if k not in ("root", "download")}
-    recipe = {k: v for k, v in asdict(config.train).items() if k not in ("device", "progress")}
-    return {"version": FORMAT_VERSION, "dataset": data, "num_classes": num_classes,
-            "model": {"name": config.model.name, "width": config.model.width}, "recipe": recipe,
-            "pool": "train+audit", "seed": seed, "count": count}
-
-
-def default_cache_root() -> Path:
-    base = os.environ.get("MIUNLEARN_CACHE")
-    return Path(base) if base else Path.home() / ".cache" / "miunlearn"
-
-
-def reference_folder(key: dict, cache_root: str | Path | None) -> Path:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    root = Path(cache_root).expanduser() if cache_root else default_cache_root()
-    return root / "reference-models" / f"{key['dataset']['name']}-{key['model']['name']}-{digest}"
-
-
-def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(saved) | set(wanted)):
-        a, b = saved.get(k), wanted.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}: {a!r} there, {b!r} here")
-    return out
+    return model_key(config, num_classes, "train+audit", seed, count)
 
 
 def prepare_reference_models(config: RunConfig, dataset: Dataset, splits: Splits, count: int, seed: int,
                              folder: str | Path | None = None, cache_root: str | Path | None = None,
-                             console: Console | None = None) -> ReferenceModels:
-    """Load the cached reference models for this set-up, training (and caching) whichever are missing."""
-    console = console or Console(stderr=True, quiet=True)
+                             console: Console | None = None, executor: Executor | None = None) -> ReferenceModels:
+    """Load the cached reference models for this set-up, training (and caching) whichever are missing.
+
+    ``executor`` (default: the one ``config.executor`` names) trains the missing ones; ``cache_root``
+    defaults to ``config.executor.cache_dir``.
+    """
     key = reference_key(config, dataset.info.num_classes, count, seed)
-    folder = Path(folder).expanduser() if folder else reference_folder(key, cache_root)
+    folder = Path(folder).expanduser() if folder else store_folder("reference-models", key,
+                                                                    cache_root or config.executor.cache_dir)
     pool = reference_pool(splits)
-    meta_path, membership_path = folder / "meta.json", folder / "membership.npz"
-    if meta_path.is_file():
-        saved = json.loads(meta_path.read_text()).get("key", {})
-        diff = _differences(saved, key)
-        if diff:
-            raise MiunlearnError(f"reference models in {folder} were made for another set-up ({'; '.join(diff[:3])}); "
-                                 "point audit references_dir elsewhere or delete that folder")
-        with np.load(membership_path) as f:
-            member, saved_pool = f["member"], f["pool_indices"]
-        if not np.array_equal(saved_pool, pool):
-            raise MiunlearnError(f"reference models in {folder} were trained on another pool of samples "
-                                 "(the dataset's files changed?); delete that folder to retrain them")
-    elif folder.exists() and any(folder.iterdir()):
-        raise MiunlearnError(f"{folder} is not a reference-model folder (no meta.json); choose an empty or new folder")
-    else:
-        member = membership_matrix(count, len(pool), seed)
-        with atomic_path(membership_path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, pool_indices=pool, member=member)
-        write_json(meta_path, {"key": key, "what": "miunlearn audit reference models: the target's architecture "
-                                                  "and recipe on random halves of D_train ∪ D_audit"})
-
-    def fresh() -> nn.Module:
-        return build_model(config.model.name, dataset.info, config.model.width)
-
-    models, trained, start = [], 0, time.perf_counter()
-    for k in range(count):
-        path = folder / f"ref-{k:02d}.safetensors"
-        model = fresh()
-        if path.is_file():
-            load_weights(model, path)
-        else:
-            model_seed = 10_000 + 100 * seed + k
-            console.log(f"training reference model {k + 1}/{count} on {int(member[k].sum())} samples")
-            torch.manual_seed(model_seed)
-            train_model(model, dataset.pool.subset(pool[member[k]]), replace(config.train, seed=model_seed),
-                        desc=f"reference {k + 1}/{count}")
-            save_weights(model, path)
-            trained += 1
-        model.eval()
-        models.append(model)
-    return ReferenceModels(pool, member, models, folder, trained, time.perf_counter() - start)
+    member = membership_matrix(count, len(pool), seed)
+    open_store(folder, key, {"pool_indices": pool, "member": member},
+               "reference models", "point audit references_dir elsewhere or delete that folder")
+    spec = ModelSpec(config.model.name, dataset.info, config.model.width)
+    jobs = [ModelJob(spec, np.flatnonzero(member[k]), replace(config.train, seed=10_000 + 100 * seed + k),
+                     folder / f"ref-{k:02d}.safetensors", f"reference {k + 1}/{count}") for k in range(count)]
+    result = (executor or build_executor(config.executor)).run(jobs, dataset.pool.subset(pool), console)
+    return ReferenceModels(pool, member, result.models, folder, result.trained, result.seconds)

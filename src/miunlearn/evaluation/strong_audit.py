@@ -26,7 +26,7 @@ from torch import nn
 from miunlearn.attacks import REFERENCE_ATTACKS, ReferenceInputs, load_approximator
 from miunlearn.attacks.lira import VARIANCES, lira_online
 from miunlearn.attacks.reference import lira_statistic
-from miunlearn.config import RunConfig, from_dict, load_config, parse_overrides
+from miunlearn.config import ExecutorConfig, RunConfig, from_dict, load_config, parse_overrides
 from miunlearn.data import Dataset, Splits, TensorData, load_dataset
 from miunlearn.errors import MiunlearnError
 from miunlearn.evaluation.challenge import challenge_score
@@ -36,6 +36,7 @@ from miunlearn.evaluation.reference_models import ReferenceModels, membership_ma
 from miunlearn.io import atomic_path, write_json
 from miunlearn.models import build_model, load_weights
 from miunlearn.training import predict_logits, resolve_device, train_model
+from miunlearn.training.executors import build_executor, validate_executor_config
 from miunlearn.unlearning import METHODS, unlearn
 
 RUN_HINT = "write a run folder with `miunlearn run --out DIR` or `miunlearn demo --out DIR`"
@@ -62,7 +63,10 @@ class StrongAuditConfig:
     references_dir: str | None = None
     """Use exactly this folder for the reference models (default: a cache folder named by their key)."""
     cache_dir: str | None = None
-    """Root of the cache (default: $MIUNLEARN_CACHE or ~/.cache/miunlearn)."""
+    """Root of the cache (default: the executor's ``cache_dir``, else $MIUNLEARN_CACHE or ~/.cache/miunlearn)."""
+    executor: ExecutorConfig | None = None
+    """How missing reference models are trained, e.g. ``executor.name=ray executor.address=auto``
+    (default: the run's ``executor`` section)."""
     ulira: bool = False
     """U-LiRA-style test: also unlearn each reference model's own copy of the request with each method
     (K extra unlearning runs per method) and test unlearned vs retrained on D_f, per example."""
@@ -95,6 +99,8 @@ class StrongAuditConfig:
             raise MiunlearnError("challenge_delta must be in [0, 1) and challenge_bucket positive")
         if self.ulira and self.num_references < 2:
             raise MiunlearnError("ulira needs at least 2 reference models (some with and some without each sample)")
+        if self.executor is not None:
+            validate_executor_config(self.executor)
 
     def build_attack(self, name: str):
         return REFERENCE_ATTACKS.get(name)(self.variance, self.rmia_offline_a, self.rmia_gamma)
@@ -167,8 +173,10 @@ def run_strong_audit(run_dir: str | Path, config: StrongAuditConfig | None = Non
         config.build_attack(name).check(preview)
     _check_extras(run, config)
 
+    executor = config.executor or rc.executor
     refs = prepare_reference_models(rc, run.dataset, run.splits, config.num_references, config.seed,
-                                    config.references_dir, config.cache_dir, console)
+                                    config.references_dir, config.cache_dir or executor.cache_dir, console,
+                                    build_executor(executor))
     member = refs.membership_of(scored_idx)
     scored = run.dataset.pool.subset(scored_idx)
     test = run.dataset.test
