@@ -139,3 +139,14 @@ def test_ray_executor_gives_the_local_executors_models(local_ray, digits, tmp_pa
         assert _same(a, b)
     assert _same(load_weights(spec(), tmp_path / "ray" / "shadow-01.safetensors"),
                  load_weights(spec(), tmp_path / "local" / "shadow-01.safetensors"))
+
+    # A user error inside a task reaches the driver as the same one-line error.
+    bad = ModelJob(spec, np.arange(10), replace(RECIPE, epochs=0), tmp_path / "bad.safetensors", "bad")
+    with pytest.raises(MiunlearnError, match="^train.epochs must be at least 1, got 0$"):
+        ray_executor.run([bad], dataset.pool)
+
+
+def test_ray_refuses_a_device_its_tasks_cannot_see(tmp_path):
+    jobs = [ModelJob(None, np.arange(4), replace(RECIPE, device="cuda:1"), tmp_path / "m.safetensors", "m")]
+    with pytest.raises(MiunlearnError, match="use train.device=auto or cuda"):
+        build_executor(ExecutorConfig(name="ray", gpus_per_task=0.5)).train([jobs], None, None)

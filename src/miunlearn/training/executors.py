@@ -125,6 +125,12 @@ class RayExecutor(Executor):
             return []
         if any(job.path is None for group in groups for job in group):
             raise MiunlearnError("the ray executor returns models through artefact files; give every job a path")
+        # Ray shows a task only the GPUs it was given, so only auto or the matching device type can work.
+        usable = ("auto", "cuda") if self.config.gpus_per_task else ("auto", "cpu")
+        device = groups[0][0].recipe.device
+        if device not in usable:
+            raise MiunlearnError(f"train.device={device} cannot work in Ray tasks with executor.gpus_per_task="
+                                 f"{self.config.gpus_per_task:g}; use train.device={' or '.join(usable)}")
         ray = import_ray()
         if not ray.is_initialized():
             threads = str(max(1, int(self.config.cpus_per_task)))
@@ -138,7 +144,12 @@ class RayExecutor(Executor):
         try:
             while remaining:
                 ready, remaining = ray.wait(remaining, num_returns=1)
-                ray.get(ready[0])  # re-raises the task's error
+                try:
+                    ray.get(ready[0])
+                except ray.exceptions.RayTaskError as exc:
+                    if isinstance(exc.cause, MiunlearnError):  # bad input: one line, not the worker's traceback
+                        raise MiunlearnError(str(exc.cause)) from None
+                    raise
                 console.log(f"Ray task {len(groups) - len(remaining)}/{len(groups)} finished")
         finally:
             for ref in remaining:
