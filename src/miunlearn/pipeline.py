@@ -161,7 +161,8 @@ def split_requests(forget: np.ndarray, count: int, seed: int) -> list[np.ndarray
 def _audit(models: dict[str, nn.Module], sets: EvaluationSets, config: RunConfig,
            seconds: dict[str, float]) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
     """Every model's metrics on ``sets``, compared with the retrained model's; and the curves plots need."""
-    outputs_by_model = {name: ModelOutputs.of(model, sets, config.train.device) for name, model in models.items()}
+    outputs_by_model = {name: ModelOutputs.of(model, sets, config.train.device, config.train.precision)
+                        for name, model in models.items()}
     results = {name: evaluate_outputs(out, sets, config.audit.attacks, config.audit.low_fpr)
                for name, out in outputs_by_model.items()}
     compare_to_retrain(results, outputs_by_model, seconds)

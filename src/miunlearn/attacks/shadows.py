@@ -45,7 +45,8 @@ def train_shadows(model_factory: Callable[[], nn.Module], shadow: TensorData, re
                     desc=f"shadow {k + 1}/{num_shadows}")
         for idx, flag in ((members, 1), (non_members, 0)):
             part = shadow.subset(idx)
-            parts.append((predict_logits(model, part), part.y.cpu(), torch.full((len(idx),), flag)))
+            logits = predict_logits(model, part, precision=recipe.precision)
+            parts.append((logits, part.y.cpu(), torch.full((len(idx),), flag)))
     logits, labels, member = (torch.cat(items) for items in zip(*parts))
     return ShadowOutputs(logits, labels, member.float())
 

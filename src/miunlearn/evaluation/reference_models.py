@@ -71,9 +71,11 @@ def membership_matrix(count: int, size: int, seed: int) -> np.ndarray:
 
 
 def reference_key(config: RunConfig, num_classes: int, count: int, seed: int) -> dict:
-    """What the reference models depend on; paths and run-time switches (device, progress) excluded."""
+    """What the reference models depend on; paths and switches that leave results alone (device, progress,
+    memory format, compilation) excluded."""
     data = {k: v for k, v in asdict(config.data).items() if k not in ("root", "download")}
-    recipe = {k: v for k, v in asdict(config.train).items() if k not in ("device", "progress")}
+    recipe = {k: v for k, v in asdict(config.train).items()
+              if k not in ("device", "progress", "channels_last", "compile")}
     return {"version": FORMAT_VERSION, "dataset": data, "num_classes": num_classes,
             "model": {"name": config.model.name, "width": config.model.width}, "recipe": recipe,
             "pool": "train+audit", "seed": seed, "count": count}
