@@ -19,7 +19,7 @@ from miunlearn.errors import MiunlearnError
 from miunlearn.evaluation.reference_models import reference_key
 from miunlearn.models import build_model
 from miunlearn.training import predict_logits, train_model
-from miunlearn.training.loop import augment, augmentation_draws, is_channels_last
+from miunlearn.training.loop import augment, augmentation_draws, is_channels_last, place_model
 
 INFO = DatasetInfo("tiny", (3, 8, 8), 3, True)
 RECIPE = TrainConfig(epochs=2, batch_size=16, lr=0.05, device="cpu", progress=False, seed=3)
@@ -124,6 +124,13 @@ def test_channels_last_defaults_off_on_cpu_and_leaves_tabular_models_alone(image
         mlps.append(build_model("mlp", INFO, 8))
         train_model(mlps[-1], images, replace(RECIPE, epochs=1, channels_last=channels_last))
     assert_same_weights(*mlps, rtol=0, atol=0)
+
+
+def test_loaded_models_are_placed_as_training_would_leave_them(images: TensorData) -> None:
+    """A target read from a weights file must reach the unlearning methods in the recipe's memory format."""
+    model = tiny_cnn()
+    assert place_model(model, replace(RECIPE, channels_last=True), images) == (torch.device("cpu"), True)
+    assert is_channels_last(model)
 
 
 def test_compiled_training_matches_eager_training(images: TensorData, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ from miunlearn.io import atomic_write, staged_run_dir, write_json
 from miunlearn.models import MODELS, build_model, load_weights, save_weights
 from miunlearn.reporting import format_table, plot_roc, plot_s_histograms, print_table
 from miunlearn.training import resolve_device, train_model
-from miunlearn.training.loop import validate_train_config
+from miunlearn.training.loop import place_model, validate_train_config
 from miunlearn.unlearning import METHODS, UnlearningMethod, build_method, unlearn
 
 
@@ -90,6 +90,7 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
     target = fresh_model()
     if config.model.weights:
         load_weights(target, config.model.weights)
+        place_model(target, config.train, train)  # as training would leave it: methods edit copies of it
         console.log(f"target: loaded {config.model.weights}")
     else:
         console.log(f"training target {config.model.name} for {config.train.epochs} epochs")

@@ -134,6 +134,16 @@ def wants_channels_last(config: TrainConfig, device: torch.device, model: nn.Mod
     return bool(wanted) and data.x.ndim == 4 and any(p.ndim == 4 for p in model.parameters())
 
 
+def place_model(model: nn.Module, config: TrainConfig, data: TensorData) -> tuple[torch.device, bool]:
+    """Move ``model`` to the recipe's device, channels-last where the recipe wants it; return both."""
+    device = resolve_device(config.device)
+    channels_last = wants_channels_last(config, device, model, data)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return device, channels_last
+
+
 def is_channels_last(model: nn.Module) -> bool:
     """Whether ``model``'s convolution weights are stored channels-last, so its inputs should be too."""
     return any(p.ndim == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
@@ -176,11 +186,7 @@ def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: s
                 eval_data: TensorData | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place on ``data`` with ``config``'s recipe; return the per-epoch log."""
     validate_train_config(config)
-    device = resolve_device(config.device)
-    channels_last = wants_channels_last(config, device, model, data)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    device, channels_last = place_model(model, config, data)
     data = data.to(device)
     data = TensorData(in_format(data.x, channels_last), data.y)
     runner = compile_for_training(model) if config.compile else model
