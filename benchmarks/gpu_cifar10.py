@@ -196,7 +196,9 @@ def main(argv: list[str]) -> None:
         wall = clock()
         result = run_experiment(load_config(CONFIG, [*overrides, *reuse]), run_dir / "baselines", overwrite=True,
                                 console=console)
-        record["baselines"] = finish("baselines", result, clock() - wall)
+        record["baselines"] = finish("baselines", result, clock() - wall) | {"projected_seconds": projected}
+        expected = "" if tiny else f", expected ~{EXPECTED_SECONDS['baselines']}s"
+        console.log(f"baselines phase: {clock() - wall:.1f}s (projected {projected:.0f}s{expected})")
         copy_into(out, [(run_dir / "baselines" / "table.md", "table_baselines.md")])
         print(f"\n### CIFAR-10, {config.model.name}: the baselines (same target and approximator)\n\n"
               + format_table(result.metrics), flush=True)
