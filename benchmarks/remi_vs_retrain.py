@@ -37,13 +37,13 @@ def machine() -> dict[str, str]:
             "device": device, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def ensure_cifar(root: Path) -> None:
-    """Unpack the shared CIFAR-10 JPEG pack into ``root`` once (about 10 s)."""
+def ensure_cifar(root: Path, pack: Path = CIFAR_PACK) -> None:
+    """Unpack the shared CIFAR-10 JPEG pack (folder ``pack``) into ``root`` once (about 10 s)."""
     if (root / "train.npz").is_file():
         return
-    unpack = CIFAR_PACK / "unpack.py"
+    unpack = pack / "unpack.py"
     if not unpack.is_file():
-        sys.exit(f"CIFAR-10 arrays missing in {root} and no pack at {CIFAR_PACK}; put train.npz/test.npz there")
+        sys.exit(f"CIFAR-10 arrays missing in {root} and no pack at {pack}; put train.npz/test.npz there")
     root.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, str(unpack), str(root)], check=True)
 

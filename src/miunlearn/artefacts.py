@@ -25,9 +25,11 @@ FORMAT_VERSION = 1
 
 
 def model_key(config: RunConfig, num_classes: int, pool: str, seed: int, count: int) -> dict:
-    """What a set of models trained on ``pool`` depends on; paths and run-time switches (device, progress) excluded."""
+    """What a set of models trained on ``pool`` depends on; paths and switches that leave results alone (device,
+    progress, memory format, compilation) excluded."""
     data = {k: v for k, v in asdict(config.data).items() if k not in ("root", "download")}
-    recipe = {k: v for k, v in asdict(config.train).items() if k not in ("device", "progress")}
+    recipe = {k: v for k, v in asdict(config.train).items()
+              if k not in ("device", "progress", "channels_last", "compile")}
     return {"version": FORMAT_VERSION, "dataset": data, "num_classes": num_classes,
             "model": {"name": config.model.name, "width": config.model.width}, "recipe": recipe,
             "pool": pool, "seed": seed, "count": count}

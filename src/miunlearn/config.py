@@ -85,6 +85,11 @@ class TrainConfig:
     """``fp32``, or ``bf16``/``fp16`` autocast (CUDA only; ignored on CPU)."""
     seed: int = 0
     progress: bool = True
+    channels_last: bool | None = None
+    """Store image models and batches channels-last (NHWC), which tensor-core convolutions want;
+    ``None``: on for CUDA, off on CPU. Same results up to numerics."""
+    compile: bool = False
+    """``torch.compile`` the model for training: faster steps after a compile of tens of seconds per model."""
 
 
 @dataclass

@@ -24,7 +24,7 @@ from miunlearn.models import MODELS, build_model, load_weights, save_weights
 from miunlearn.reporting import format_table, plot_roc, plot_s_histograms, print_table
 from miunlearn.training import resolve_device, train_model
 from miunlearn.training.executors import ModelSpec, build_executor, validate_executor_config
-from miunlearn.training.loop import validate_train_config
+from miunlearn.training.loop import place_model, validate_train_config
 from miunlearn.unlearning import METHODS, UnlearningMethod, build_method, unlearn
 
 
@@ -93,6 +93,7 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
     target = fresh_model()
     if config.model.weights:
         load_weights(target, config.model.weights)
+        place_model(target, config.train, train)  # as training would leave it: methods edit copies of it
         console.log(f"target: loaded {config.model.weights}")
     else:
         console.log(f"training target {config.model.name} for {config.train.epochs} epochs")
@@ -169,7 +170,8 @@ def split_requests(forget: np.ndarray, count: int, seed: int) -> list[np.ndarray
 def _audit(models: dict[str, nn.Module], sets: EvaluationSets, config: RunConfig,
            seconds: dict[str, float]) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
     """Every model's metrics on ``sets``, compared with the retrained model's; and the curves plots need."""
-    outputs_by_model = {name: ModelOutputs.of(model, sets, config.train.device) for name, model in models.items()}
+    outputs_by_model = {name: ModelOutputs.of(model, sets, config.train.device, config.train.precision)
+                        for name, model in models.items()}
     results = {name: evaluate_outputs(out, sets, config.audit.attacks, config.audit.low_fpr)
                for name, out in outputs_by_model.items()}
     compare_to_retrain(results, outputs_by_model, seconds)

@@ -59,7 +59,8 @@ def train_shadows(model_factory: Callable[[], nn.Module], shadow: TensorData, re
     for model, order in zip(result.models, orders):
         for idx, flag in ((order[:half], 1), (order[half:], 0)):
             part = shadow.subset(idx)
-            parts.append((predict_logits(model, part), part.y.cpu(), torch.full((len(idx),), flag)))
+            logits = predict_logits(model, part, precision=recipe.precision)
+            parts.append((logits, part.y.cpu(), torch.full((len(idx),), flag)))
     logits, labels, member = (torch.cat(items) for items in zip(*parts))
     return ShadowOutputs(logits, labels, member.float(), result.trained)
 

@@ -33,10 +33,11 @@ class ModelOutputs:
     audit: torch.Tensor
 
     @classmethod
-    def of(cls, model: nn.Module, sets: EvaluationSets, device: str = "auto") -> ModelOutputs:
+    def of(cls, model: nn.Module, sets: EvaluationSets, device: str = "auto", precision: str = "fp32") -> ModelOutputs:
         dev = resolve_device(device)
         model.to(dev)
-        return cls(*(predict_logits(model, getattr(sets, name), dev) for name in ("retain", "forget", "test", "audit")))
+        return cls(*(predict_logits(model, getattr(sets, name), dev, precision=precision)
+                     for name in ("retain", "forget", "test", "audit")))
 
 
 def evaluate_outputs(outputs: ModelOutputs, sets: EvaluationSets, attacks: list[str],

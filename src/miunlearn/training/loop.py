@@ -1,7 +1,9 @@
 """The training loop shared by targets, shadow models and retraining.
 
 Data are in-memory tensors (:class:`~miunlearn.data.TensorData`), so a batch is an index into them and
-augmentation (random crop + flip) is done on the whole batch at once, on whatever device holds it.
+augmentation (random crop + flip) is done on the whole batch at once, on whatever device holds it: on a
+GPU no sample ever goes through a per-sample DataLoader. The recipe's fast-path switches (channels-last,
+bf16 autocast, ``torch.compile``) change speed, not results beyond numerics.
 """
 
 from __future__ import annotations
@@ -97,26 +99,97 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None, device: 
         yield order[start:start + batch_size]
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop (zero padding ``pad``) and horizontal flip of an NCHW batch, all samples at once."""
+def augmentation_draws(batch: int, generator: torch.Generator,
+                       pad: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sample: crop offsets (rows, columns) in ``0..2*pad`` and whether to flip, drawn on the CPU."""
+    oy = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+    ox = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+    flip = torch.rand(batch, generator=generator) < 0.5
+    return oy, ox, flip
+
+
+def crop_and_flip(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor,
+                  pad: int = 4) -> torch.Tensor:
+    """Crop each sample of an NCHW batch at its offsets from the zero-padded batch, and mirror the flagged ones."""
     b, _, h, w = x.shape
+    oy, ox, flip = oy.to(x.device), ox.to(x.device), flip.to(x.device)
     padded = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
     rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]
     cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]
     cropped = padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)[:, None, None, None]
-    return torch.where(flip, cropped.flip(3), cropped)
+    return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop (zero padding ``pad``) and horizontal flip of an NCHW batch, all samples at once."""
+    return crop_and_flip(x, *augmentation_draws(len(x), generator, pad), pad=pad)
+
+
+def wants_channels_last(config: TrainConfig, device: torch.device, model: nn.Module, data: TensorData) -> bool:
+    """The recipe's ``channels_last`` (default: on CUDA only), for image data and models with convolutions.
+
+    Off leaves memory formats as they come, exactly as before the switch existed.
+    """
+    wanted = config.channels_last if config.channels_last is not None else device.type == "cuda"
+    return bool(wanted) and data.x.ndim == 4 and any(p.ndim == 4 for p in model.parameters())
+
+
+def place_model(model: nn.Module, config: TrainConfig, data: TensorData) -> tuple[torch.device, bool]:
+    """Move ``model`` to the recipe's device, channels-last where the recipe wants it; return both."""
+    device = resolve_device(config.device)
+    channels_last = wants_channels_last(config, device, model, data)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return device, channels_last
+
+
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether ``model``'s convolution weights are stored channels-last, so its inputs should be too."""
+    return any(p.ndim == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+               for p in model.parameters())
+
+
+def in_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """An image batch channels-last when the model is (a no-op when it already is); else left as it is."""
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
+def compile_for_training(model: nn.Module) -> nn.Module:
+    """``torch.compile(model)``: the compiled wrapper shares ``model``'s parameters, so training it trains ``model``."""
+    try:
+        return torch.compile(model)
+    except Exception as exc:  # noqa: BLE001  (unsupported Python/platform: any error means "not available")
+        raise MiunlearnError(_compile_failure(exc)) from None
+
+
+@contextlib.contextmanager
+def compile_errors(active: bool) -> Iterator[None]:
+    """Turn a failure of the first, compiling step (no C compiler, unsupported backend...) into one line."""
+    if not active:
+        yield
+        return
+    try:
+        yield
+    except MiunlearnError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (whatever the compiler stack raises; only the first step is guarded)
+        raise MiunlearnError(_compile_failure(exc)) from None
+
+
+def _compile_failure(exc: Exception) -> str:
+    first = next((line for line in str(exc).splitlines() if line.strip()), "")[:200]
+    return f"train.compile=true but torch.compile failed here ({type(exc).__name__}: {first}); set train.compile=false"
 
 
 def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: str = "train",
                 eval_data: TensorData | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place on ``data`` with ``config``'s recipe; return the per-epoch log."""
     validate_train_config(config)
-    device = resolve_device(config.device)
-    model.to(device)
+    device, channels_last = place_model(model, config, data)
     data = data.to(device)
+    data = TensorData(in_format(data.x, channels_last), data.y)
+    runner = compile_for_training(model) if config.compile else model
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = OPTIMIZERS.get(config.optimizer)(model.parameters(), config)
     steps_per_epoch = -(-len(data) // config.batch_size)
@@ -128,15 +201,16 @@ def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: s
         model.train()
         start = time.perf_counter()
         total_loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
-        for idx in batches(len(data), config.batch_size, generator, device):
+        for step, idx in enumerate(batches(len(data), config.batch_size, generator, device)):
             x, y = data.x[idx], data.y[idx]
             if use_augment:
                 x = augment(x, generator)
-            with autocast(device, config.precision):
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            with compile_errors(config.compile and epoch == 0 and step == 0):
+                with autocast(device, config.precision):
+                    logits = runner(in_format(x, channels_last))
+                    loss = F.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -145,7 +219,7 @@ def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: s
         row = {"epoch": epoch + 1, "loss": float(total_loss) / len(data), "train_acc": float(correct) / len(data),
                "seconds": time.perf_counter() - start}
         if eval_data is not None:
-            row["eval_acc"] = evaluate_accuracy(model, eval_data, device)
+            row["eval_acc"] = evaluate_accuracy(model, eval_data, device, config.precision)
         history.append(row)
     model.eval()
     return history
@@ -153,17 +227,25 @@ def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: s
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, data: TensorData, device: torch.device | None = None,
-                   batch_size: int = 1024) -> torch.Tensor:
-    """Logits of ``model`` (eval mode) on every sample of ``data``, returned on the CPU in fp32."""
+                   batch_size: int = 1024, precision: str = "fp32") -> torch.Tensor:
+    """Logits of ``model`` (eval mode) on every sample of ``data``, returned on the CPU in fp32.
+
+    Inputs take the model's memory format and ``precision`` autocast (pass the recipe's), so evaluation
+    runs the kernels training ran.
+    """
     device = device or next(model.parameters()).device
+    channels_last = is_channels_last(model)
     was_training = model.training
     model.eval()
-    out = [model(data.x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(data), batch_size)]
+    with autocast(torch.device(device), precision):
+        out = [model(in_format(data.x[i:i + batch_size].to(device), channels_last)).float().cpu()
+               for i in range(0, len(data), batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
 
 
-def evaluate_accuracy(model: nn.Module, data: TensorData, device: torch.device | None = None) -> float:
+def evaluate_accuracy(model: nn.Module, data: TensorData, device: torch.device | None = None,
+                      precision: str = "fp32") -> float:
     if len(data) == 0:
         return float("nan")
-    return float((predict_logits(model, data, device).argmax(1) == data.y.cpu()).float().mean())
+    return float((predict_logits(model, data, device, precision=precision).argmax(1) == data.y.cpu()).float().mean())
