@@ -199,18 +199,22 @@ def main(argv: list[str]) -> dict[str, Any]:
     args = parse_args(argv)
     started = dt.datetime.now(dt.timezone.utc)
     wall = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="scaling-") as tmp:
-        points = [p for n in sorted(args.train_sizes) for p in run_train_size(args, n, Path(tmp))]
     record = {
         "command": " ".join(["OMP_NUM_THREADS=1 python benchmarks/scaling.py", *argv]),
-        "date": started.strftime("%Y-%m-%d"), "machine": machine(), "wall_seconds": time.perf_counter() - wall,
+        "date": started.strftime("%Y-%m-%d"), "machine": machine(), "wall_seconds": None, "complete": False,
         "config": args.config, "overrides": args.overrides, "sweep_at": args.sweep_at,
         "floors": {"retrain": "epochs x |D_r| trained samples",
                    "remi": "|D_f| + ceil(|D_f| / forget_batch) x (retain_batch + ref_batch) trained samples"},
         "inference_cost": INFERENCE_COST,
         "peak_rss_note": "running peak of the one benchmark process up to and including each point",
-        "points": points,
+        "points": [],
     }
+    with tempfile.TemporaryDirectory(prefix="scaling-") as tmp:
+        for train_size in sorted(args.train_sizes):
+            record["points"] += run_train_size(args, train_size, Path(tmp))
+            write_json(args.out / "scaling.json", record)  # an interrupted long run keeps what it measured
+    record |= {"wall_seconds": time.perf_counter() - wall, "complete": True}
+    points = record["points"]
     write_json(args.out / "scaling.json", record)
     plot(points, args.sweep_at, args.out / "scaling.png")
     m = record["machine"]
