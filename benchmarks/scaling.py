@@ -1,8 +1,8 @@
 """Benchmark: how the cost of unlearning grows with the forget set and with the training set (ReMI, retrain).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scaling.py                    # full CIFAR-10 run (~25 min)
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scaling.py cifar10_cnn --train-sizes 1000,2000 \\
-        --sweep-at 2000 train.epochs=4                                            # smoke run
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scaling.py                    # full CIFAR-10 run (~24 min, 1 core)
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scaling.py cifar10_cnn train.epochs=3 data.test_subset=1000 \\
+        approximator.num_shadows=1 --train-sizes 500,1000 --sweep-at 1000 --forget 0.01,0.1,class  # smoke, ~1.5 min
 
 For each training-set size N (``--train-sizes``; the pool is scaled so every role keeps its share of the
 config's split) the target and the approximator are trained once and reused by every forget setting at
@@ -181,7 +181,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("args", nargs="*", help="a config name in benchmarks/configs (default cifar10_cnn), then "
                                                 "key=value overrides for every run")
     parser.add_argument("--train-sizes", type=_ints, default=[2500, 5000, 10000, 20000])
-    parser.add_argument("--sweep-at", type=int, default=10000, help="the training-set size of the forget sweep")
+    parser.add_argument("--sweep-at", type=int, default=5000, help="the training-set size of the forget sweep")
     parser.add_argument("--forget", type=_settings, default=["0.001", "0.01", "0.1", "class"])
     parser.add_argument("--every-size", type=_settings, default=["0.1"], help="forget settings at every size")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for scaling.json/.png")
