@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from remi_vs_retrain import ROOT, ensure_cifar, machine
+from remi_vs_retrain import ROOT, ensure_cifar, machine, peak_memory
 
 from miunlearn import load_config, run_experiment
 from miunlearn.io import write_json
@@ -49,7 +48,7 @@ def run_setting(name: str, scenario: str, overrides: list[str], work: Path, reus
         "command": " ".join(["OMP_NUM_THREADS=1 python benchmarks/baselines.py", name, *overrides]),
         "date": started.strftime("%Y-%m-%d"), "machine": machine(),
         "wall_seconds": time.perf_counter() - wall,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **peak_memory(),  # running peak: the class setting's includes the random setting's
         "metrics": result.metrics, "timings_seconds": result.timings,
         "stop_reasons": {m: r["stop_reason"] for m, r in result.records.items() if "stop_reason" in r},
         "notes": result.notes,
@@ -69,7 +68,7 @@ def main(argv: list[str]) -> None:
                 m = record["machine"]
                 print(f"\n### {name}, {scenario}\n\n`{record['command']}` — {record['date']}, {m['cpu']} ({m['cores']} "
                       f"cores, {m['torch_threads']} torch thread(s), torch {m['torch']}, device {m['device']}), wall "
-                      f"{record['wall_seconds']:.0f} s\n")
+                      f"{record['wall_seconds']:.0f} s, peak RSS {record['peak_rss_mib']:.0f} MiB\n")
                 print(format_table(record["metrics"]))
                 sys.stdout.flush()
 

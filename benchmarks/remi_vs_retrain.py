@@ -37,6 +37,16 @@ def machine() -> dict[str, str]:
             "device": device, "torch": torch.__version__, "python": platform.python_version()}
 
 
+def peak_memory() -> dict[str, float]:
+    """This process's peak resident memory so far (MiB), and the peak CUDA memory allocated when on a GPU.
+
+    Both are running maxima: a benchmark that runs several settings in one process states the largest."""
+    peak = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        peak["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
+
+
 def ensure_cifar(root: Path, pack: Path = CIFAR_PACK) -> None:
     """Unpack the shared CIFAR-10 JPEG pack (folder ``pack``) into ``root`` once (about 10 s)."""
     if (root / "train.npz").is_file():
@@ -60,7 +70,7 @@ def run_one(name: str, overrides: list[str]) -> dict:
         "command": " ".join(["python", "benchmarks/remi_vs_retrain.py", name, *overrides]),
         "date": started.strftime("%Y-%m-%d"), "machine": machine(),
         "wall_seconds": time.perf_counter() - wall,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **peak_memory(),
         "metrics": result.metrics, "timings_seconds": result.timings,
         "remi": {k: result.records["remi"][k] for k in ("config", "stop_reason")} if "remi" in result.records else {},
         "notes": result.notes,

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from remi_vs_retrain import machine
+from remi_vs_retrain import machine, peak_memory
 
 from miunlearn import load_config, run_experiment
 from miunlearn.evaluation.strong_audit import audit_config, run_strong_audit
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
     record = {
         "config": name, "command": " ".join(["OMP_NUM_THREADS=1 python benchmarks/strong_audit.py", *argv]),
         "date": started.strftime("%Y-%m-%d"), "machine": machine(), "wall_seconds": time.perf_counter() - wall,
-        "run_seconds": run_seconds, "timings_seconds": run.timings,
+        "run_seconds": run_seconds, "timings_seconds": run.timings, **peak_memory(),
         "accuracy": {m: {k: v[k] for k in ("retain_acc", "forget_acc", "test_acc")} for m, v in run.metrics.items()},
         "audit": {k: report[k] for k in ("references", "sizes", "comparison", "notes")}
         | {"attacks": {a: {m: {k: v for k, v in r.items() if k != "roc"} for m, r in by_model.items()}
@@ -54,7 +54,8 @@ def main(argv: list[str]) -> None:
     m = record["machine"]
     print(f"\n`{record['command']}` — {record['date']}, {m['cpu']} ({m['cores']} cores, torch {m['torch']}, "
           f"{m['torch_threads']} thread(s), device {m['device']}), wall {record['wall_seconds']:.0f} s "
-          f"(of which the run {run_seconds:.0f} s, reference models {report['references']['seconds']:.0f} s)\n")
+          f"(of which the run {run_seconds:.0f} s, reference models {report['references']['seconds']:.0f} s), "
+          f"peak RSS {record['peak_rss_mib']:.0f} MiB\n")
     print("| model | retain % | forget % | test % |\n|---|---|---|---|")
     for model, acc in record["accuracy"].items():
         print(f"| {model} | " + " | ".join(f"{100 * acc[k]:.1f}" for k in ("retain_acc", "forget_acc", "test_acc"))

@@ -16,6 +16,7 @@ from miunlearn.config import TrainConfig, from_dict
 from miunlearn.data import TensorData
 from miunlearn.errors import MiunlearnError
 from miunlearn.registry import Registry
+from miunlearn.unlearning.work import count_work
 
 
 @dataclass
@@ -34,13 +35,17 @@ class UnlearningRequest:
 
 @dataclass
 class UnlearningRecord:
-    """What happened: the method, its resolved hyper-parameters, time, per-epoch log, why it stopped."""
+    """What happened: the method, its resolved hyper-parameters, time, work, per-epoch log, why it stopped."""
 
     method: str
     config: dict[str, Any]
     seconds: float
     history: list[dict[str, float]]
     stop_reason: str
+    samples_trained: int = 0
+    """Samples the model (and copies it made) processed with autograd on, counted by :func:`count_work`."""
+    samples_inferred: int = 0
+    """... and with autograd off."""
 
 
 @dataclass
@@ -88,7 +93,8 @@ def unlearn(model: nn.Module, forget: TensorData, retain: TensorData | None = No
     """Remove ``forget``'s influence from ``model`` with a registered method; ``model`` is not modified.
 
     Returns the new model and an :class:`UnlearningRecord`. ``config`` is the method's config dataclass
-    or a dict of its fields. The time in the record covers the method's own work only.
+    or a dict of its fields. The time in the record covers the method's own work only; so do its sample
+    counts (``samples_trained``/``samples_inferred``), which need no cooperation from the method.
     """
     algorithm = build_method(method, config)
     request = UnlearningRequest(forget, retain, reference, approximator, recipe or TrainConfig(), seed)
@@ -102,10 +108,12 @@ def unlearn(model: nn.Module, forget: TensorData, retain: TensorData | None = No
     new_model = copy.deepcopy(model)
     torch.manual_seed(seed)
     start = time.perf_counter()
-    history, stop_reason = algorithm.run(new_model, request)
+    with count_work(new_model) as work:
+        history, stop_reason = algorithm.run(new_model, request)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     new_model.eval()
-    record = UnlearningRecord(method, asdict(algorithm.config), seconds, history, stop_reason)
+    record = UnlearningRecord(method, asdict(algorithm.config), seconds, history, stop_reason,
+                              work.samples_trained, work.samples_inferred)
     return UnlearningResult(new_model, record)

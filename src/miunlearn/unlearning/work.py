@@ -1,0 +1,61 @@
+"""Work counters: how many samples a model processed, counted from outside the method that ran it.
+
+Seconds depend on the machine and on whoever else shares it; samples processed do not, so a record
+that states both lets a reader tell a slow method from a slow machine, and compare a method's work with
+the least any method could do (see benchmarks/scaling.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch._C import _functorch
+
+
+@dataclass
+class WorkCount:
+    samples_trained: int = 0
+    """Samples through a forward pass with autograd on: a training step's forward, a backward follows."""
+    samples_inferred: int = 0
+    """Samples through a forward pass with autograd off (evaluation, teachers, stopping checks)."""
+
+
+def batch_size(x: torch.Tensor) -> int:
+    """Samples in ``x``, including those a ``torch.func`` transform (vmap) hides from the traced function:
+    inside ``vmap`` a per-sample function sees one sample, while the physical tensor holds the whole batch."""
+    if x.ndim == 0:
+        return 0
+    physical = x
+    while _functorch.is_functorch_wrapped_tensor(physical):
+        physical = _functorch.get_unwrapped(physical)
+    return x.shape[0] * (physical.numel() // max(x.numel(), 1))
+
+
+@contextmanager
+def count_work(model: nn.Module) -> Iterator[WorkCount]:
+    """Count the samples ``model`` processes inside the block, by a forward hook on its top module.
+
+    Methods report nothing themselves. Copies of ``model`` made inside the block with ``copy.deepcopy``
+    (the teachers of bad-teacher and SCRUB) carry the hook, so their forward passes count too. Not counted:
+    backward passes beyond one per trained sample (Fisher's per-class Jacobian) and other networks such as
+    the privacy approximator, which reads logits and costs a fraction of one forward pass.
+    """
+    work = WorkCount()
+
+    def hook(module: nn.Module, args: tuple, output: object) -> None:
+        if not args or not isinstance(args[0], torch.Tensor):
+            return
+        if torch.is_grad_enabled():
+            work.samples_trained += batch_size(args[0])
+        else:
+            work.samples_inferred += batch_size(args[0])
+
+    handle = model.register_forward_hook(hook)
+    try:
+        yield work
+    finally:
+        handle.remove()
