@@ -54,7 +54,7 @@ def train_models_concurrently(models: list[nn.Module], datasets: list[TensorData
     ys = torch.stack([d.y for d in datasets]).to(device)
     n, k_models = len(datasets[0]), len(models)
     params, buffers = stack_module_state(models)
-    template = copy.deepcopy(models[0]).to("meta").train()
+    template = _vmap_template(models[0])
 
     def forward(p: dict, b: dict, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = functional_call(template, (p, b), (x,))
@@ -116,6 +116,19 @@ def _check_jobs(models: list[nn.Module], datasets: list[TensorData], recipes: li
     if any(_state_layout(m) != layout for m in models[1:]):
         raise MiunlearnError("concurrently trained models must share one architecture (same parameter names/shapes)")
     return config
+
+
+def _vmap_template(model: nn.Module) -> nn.Module:
+    """A weightless copy of the architecture to run with the stacked state.
+
+    In-place activations are switched off in it: on vmap's batched views they take a slow as_strided fallback
+    (measured 1.6x slower steps for the ``cnn`` on CPU); out-of-place they compute the same values.
+    """
+    template = copy.deepcopy(model).to("meta").train()
+    for module in template.modules():
+        if getattr(module, "inplace", False):
+            module.inplace = False
+    return template
 
 
 def _state_layout(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
