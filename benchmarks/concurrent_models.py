@@ -5,7 +5,12 @@
 
 Options (key=value): device (cpu, cuda, auto), data (cifar10: the shared pack, unpacked into .bench-data;
 synthetic: CIFAR-shaped noise, for machines without the pack; timing does not depend on pixel values), ks
-(comma list), n (samples per model), epochs, batch_size, width (of the ``cnn``).
+(comma list), n (samples per model), epochs, batch_size, width (of the ``cnn``), precision (fp32, bf16, fp16:
+autocast on CUDA only), name (of the results file).
+
+On CPU, glibc hands tensors above its mmap threshold (at most 32 MiB) straight back to the kernel, so K stacked
+models' larger activations are page-faulted in afresh every step; ``MALLOC_MMAP_THRESHOLD_`` (recorded with the
+results) changes that, so compare runs only with the same setting.
 
 Each model trains on its own random subset with its own seed, as shadow models do. The sequential time for K is
 the sum of the first K of Kmax sequential trainings measured in this process, so both columns come from one run;
@@ -38,8 +43,8 @@ from miunlearn.models import build_model
 from miunlearn.training import resolve_device, train_model, train_models_concurrently
 
 HERE = Path(__file__).resolve().parent
-DEFAULTS = {"device": "cpu", "data": "cifar10", "ks": "1,2,4,8", "n": "2000", "epochs": "2", "batch_size": "128",
-            "width": "32"}
+DEFAULTS = {"device": "cpu", "data": "cifar10", "ks": "1,2,4,8", "n": "1000", "epochs": "2", "batch_size": "128",
+            "width": "32", "precision": "fp32", "name": "concurrent_models"}
 CIFAR_INFO = DatasetInfo("cifar10", (3, 32, 32), 10, is_image=True)
 
 
@@ -94,7 +99,7 @@ def run(options: dict[str, str]) -> dict:
     ks = [int(k) for k in options["ks"].split(",")]
     k_max, n, width = max(ks), int(options["n"]), int(options["width"])
     recipe = TrainConfig(epochs=int(options["epochs"]), batch_size=int(options["batch_size"]), lr=0.05,
-                         augment=True, device=str(device), progress=False)
+                         augment=True, device=str(device), precision=options["precision"], progress=False)
     recipes = [dataclasses.replace(recipe, seed=k) for k in range(k_max)]
     datasets = per_model_data(options["data"], k_max, n)
     torch.manual_seed(0)
@@ -120,7 +125,22 @@ def run(options: dict[str, str]) -> dict:
         rows.append({"K": k, "sequential_s": sequential_k, "concurrent_s": seconds,
                      "ratio": seconds / sequential_k, "max_weight_gap": max_weight_gap(models, trained[:k]),
                      **{f"concurrent_{key}": value for key, value in peak.items()}})
-    return {"options": options, "single_model_s": sequential, "sequential_peak": sequential_peak, "rows": rows}
+    return {"options": options, "single_model_s": sequential, "sequential_peak": sequential_peak, "rows": rows,
+            "float_noise_gap": float_noise_gap(inits[0], trained[0], datasets[0], recipes[0])}
+
+
+def float_noise_gap(init: torch.nn.Module, trained: torch.nn.Module, data: TensorData, recipe: TrainConfig) -> float:
+    """The weight gap one float32 rounding step at initialisation grows into over the same training.
+
+    SGD amplifies rounding differences step by step, so this, not zero, is the yardstick for the concurrent
+    models' gap to their sequential twins (whose kernels round differently).
+    """
+    nudged = copy.deepcopy(init)
+    with torch.no_grad():
+        for param in nudged.parameters():
+            param.mul_(1 + 1e-7)
+    train_model(nudged, data, recipe)
+    return max_weight_gap([nudged], [trained])
 
 
 def markdown(record: dict) -> str:
@@ -139,7 +159,8 @@ def markdown(record: dict) -> str:
     gap = max(r["max_weight_gap"] for r in record["rows"])
     lines.append(f"\nOne model at a time: peak RSS {seq['peak_rss_mib']:.0f} MiB ({seq['added_rss_mib']:.0f} added by "
                  f"training)" + (f", peak CUDA alloc {seq['cuda_max_allocated_mib']:.0f} MiB" if cuda else "")
-                 + f". Largest weight difference, concurrent vs sequential: {gap:.1e}")
+                 + f". Largest weight difference, concurrent vs sequential: {gap:.1e}; the same training started from "
+                 f"weights nudged by one float32 rounding step differs by {record['float_noise_gap']:.1e}")
     return "\n".join(lines)
 
 
@@ -151,9 +172,12 @@ def main(argv: list[str]) -> None:
     options = {**DEFAULTS, **dict(a.split("=", 1) for a in argv)}
     started = dt.datetime.now(dt.timezone.utc)
     record = {"command": " ".join(["python", "benchmarks/concurrent_models.py", *argv]),
-              "date": started.strftime("%Y-%m-%d"), "machine": machine(), **run(options)}
-    write_json(HERE / "results" / "concurrent_models.json", record)
-    print(f"\n### Concurrent training of K `cnn` models\n\n`{record['command']}` — {record['date']}, "
+              "date": started.strftime("%Y-%m-%d"), "machine": machine(),
+              "env": {k: v for k, v in os.environ.items() if k == "OMP_NUM_THREADS" or k.startswith("MALLOC_")},
+              **run(options)}
+    write_json(HERE / "results" / f"{options['name']}.json", record)
+    env = " ".join(f"{k}={v}" for k, v in record["env"].items())
+    print(f"\n### Concurrent training of K `cnn` models\n\n`{env} {record['command']}` — {record['date']}, "
           f"{record['machine']['cpu']} ({record['machine']['cores']} cores, {record['machine']['torch_threads']} "
           f"torch threads, torch {record['machine']['torch']}, device {record['machine']['device']}); "
           f"{options['n']} samples per model, {options['epochs']} epochs, batch {options['batch_size']}, "
