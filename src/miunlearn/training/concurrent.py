@@ -45,8 +45,8 @@ def train_models_concurrently(models: list[nn.Module], datasets: list[TensorData
     The recipes may differ only in ``seed`` and the datasets must have one length (callers group jobs by size).
     With fp16 autocast on CUDA one loss scale serves all K models, so an overflow in one skips the step for all;
     fp32 and bf16 match sequential training up to numerics. The data are stacked into one (K, N, ...) tensor, and
-    each history row's ``seconds`` is the shared epoch's wall time. Built for GPUs: on CPU the batched kernels
-    measured about 2x slower than K sequential trainings (``benchmarks/concurrent_models.py``).
+    each history row's ``seconds`` is the shared epoch's wall time. Built for GPUs: on CPU it measured 1.3-4.6x
+    slower than K sequential trainings (``benchmarks/concurrent_models.py``, BENCHMARKS.md).
     """
     config = _check_jobs(models, datasets, recipes)
     device = resolve_device(config.device)
