@@ -1,11 +1,14 @@
-"""Executors of shadow/reference model jobs: artefacts skipped, config errors, and Ray equal to local."""
+"""Executors of shadow/reference model jobs: artefacts skipped, config errors, concurrent groups and Ray equal
+to one model at a time in this process."""
 
+import io
 import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from miunlearn import load_config, load_dataset
 from miunlearn.attacks.shadows import shadow_store, train_shadows
@@ -16,6 +19,7 @@ from miunlearn.evaluation.reference_models import prepare_reference_models
 from miunlearn.evaluation.strong_audit import audit_config
 from miunlearn.models import load_weights
 from miunlearn.pipeline import validate
+from miunlearn.training import executors
 from miunlearn.training.executors import LocalExecutor, ModelJob, ModelSpec, build_executor, group_jobs
 
 RECIPE = TrainConfig(epochs=3, batch_size=64, lr=0.05, progress=False, device="cpu")
@@ -67,6 +71,52 @@ def test_jobs_are_grouped_by_training_set_size():
     jobs = [ModelJob(None, np.arange(n), RECIPE, None, "") for n in sizes]
     assert group_jobs(jobs, 2) == [[0, 2], [3], [1, 4]]
     assert group_jobs(jobs, 1) == [[0], [2], [3], [1], [4]]
+
+
+def _close(a, b):
+    """Equal up to float numerics: concurrent training runs batched kernels that round differently."""
+    wa, wb = _weights(a), _weights(b)
+    return wa.keys() == wb.keys() and all(torch.allclose(wa[k].float(), wb[k].float(), rtol=1e-4, atol=1e-5)
+                                          for k in wa)
+
+
+@pytest.fixture
+def group_sizes(monkeypatch):
+    """Records the size of every group the executors hand to the concurrent trainer."""
+    sizes = []
+
+    def spy(models, *args, **kwargs):
+        sizes.append(len(models))
+        return train_models_concurrently(models, *args, **kwargs)
+
+    train_models_concurrently = executors.train_models_concurrently
+    monkeypatch.setattr(executors, "train_models_concurrently", spy)
+    return sizes
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_concurrent_shadow_models_equal_one_at_a_time(digits, group_sizes, model):
+    config, dataset, splits = digits
+    spec = ModelSpec(model, dataset.info, 8)
+    shadow = dataset.pool.subset(splits.shadow)
+    one = train_shadows(spec, shadow, config.train, 3, 0, build_executor(ExecutorConfig(concurrent=1)))
+    assert group_sizes == []
+    two = train_shadows(spec, shadow, config.train, 3, 0, build_executor(ExecutorConfig(concurrent=2)))
+    assert group_sizes == [2]  # three equal-sized shadows: a pair, then one alone
+    assert torch.equal(one.member, two.member) and torch.equal(one.labels, two.labels)
+    assert torch.allclose(one.logits, two.logits, rtol=1e-4, atol=1e-4)
+
+
+def test_concurrent_reference_models_of_unequal_sizes(digits, group_sizes, tmp_path):
+    config, dataset, splits = digits
+    config = replace(config, model=replace(config.model, name="cnn", width=8))
+    concurrent = LocalExecutor(ExecutorConfig(concurrent=2))
+    refs = prepare_reference_models(config, dataset, splits, 4, 0, tmp_path / "two", executor=concurrent)
+    # 4 references, two of them of one size (163, 187, 185, 185 samples): only those two train together.
+    assert len({int(row.sum()) for row in refs.member}) == 3
+    assert group_sizes == [2] and refs.trained_now == 4
+    one = prepare_reference_models(config, dataset, splits, 4, 0, tmp_path / "one", executor=LocalExecutor())
+    assert all(_close(a, b) for a, b in zip(one.models, refs.models))
 
 
 def test_shadow_store_is_reused_by_a_second_run(digits, tmp_path):
@@ -139,6 +189,13 @@ def test_ray_executor_gives_the_local_executors_models(local_ray, digits, tmp_pa
         assert _same(a, b)
     assert _same(load_weights(spec(), tmp_path / "ray" / "shadow-01.safetensors"),
                  load_weights(spec(), tmp_path / "local" / "shadow-01.safetensors"))
+
+    # A concurrent group is one Ray task: both shadows in it, equal to the local ones up to float numerics.
+    log = Console(record=True, file=io.StringIO())
+    paired = train_shadows(spec, shadow, config.train, 2, 0, build_executor(ExecutorConfig(name="ray", concurrent=2)),
+                           tmp_path / "ray-pairs", log)
+    assert paired.trained_now == 2 and "submitted 1 Ray task(s) for 2 model(s)" in log.export_text()
+    assert torch.allclose(local.logits, paired.logits, rtol=1e-4, atol=1e-4)
 
     # A user error inside a task reaches the driver as the same one-line error.
     bad = ModelJob(spec, np.arange(10), replace(RECIPE, epochs=0), tmp_path / "bad.safetensors", "bad")

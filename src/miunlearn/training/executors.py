@@ -23,6 +23,7 @@ from miunlearn.data import DatasetInfo, TensorData
 from miunlearn.errors import MiunlearnError
 from miunlearn.models import build_model, load_weights, save_weights
 from miunlearn.registry import Registry
+from miunlearn.training.concurrent import train_models_concurrently
 from miunlearn.training.loop import train_model
 
 RAY_HINT = "the ray executor needs Ray: pip install 'miunlearn[ray]'"
@@ -172,7 +173,7 @@ def train_jobs(jobs: list[ModelJob], subset: Callable[[np.ndarray], TensorData])
     if len(jobs) == 1:
         train_model(models[0], datasets[0], jobs[0].recipe, desc=jobs[0].desc)
     else:
-        concurrent_trainer()(models, datasets, [job.recipe for job in jobs], f"{jobs[0].desc} (+{len(jobs) - 1})")
+        train_models_concurrently(models, datasets, [job.recipe for job in jobs], f"{jobs[0].desc} (+{len(jobs) - 1})")
     for job, model in zip(jobs, models):
         if job.path is not None:
             save_weights(model, job.path)
@@ -187,16 +188,6 @@ def group_jobs(jobs: Sequence[ModelJob], concurrent: int) -> list[list[int]]:
     return [same[s:s + concurrent] for same in by_size.values() for s in range(0, len(same), concurrent)]
 
 
-def concurrent_trainer() -> Callable:
-    import miunlearn.training
-
-    trainer = getattr(miunlearn.training, "train_models_concurrently", None)
-    if trainer is None:
-        raise MiunlearnError("executor.concurrent > 1 needs miunlearn.training.train_models_concurrently, which "
-                             "this version lacks; use executor.concurrent=1")
-    return trainer
-
-
 def import_ray():
     try:
         import ray
@@ -209,8 +200,6 @@ def validate_executor_config(config: ExecutorConfig) -> None:
     EXECUTORS.validate(config.name)
     if config.concurrent < 1:
         raise MiunlearnError(f"executor.concurrent must be at least 1, got {config.concurrent}")
-    if config.concurrent > 1:
-        concurrent_trainer()
     if config.cpus_per_task < 0 or config.gpus_per_task < 0:
         raise MiunlearnError("executor.cpus_per_task and executor.gpus_per_task must not be negative")
     if config.gpus_per_task > 1 and not float(config.gpus_per_task).is_integer():
