@@ -1,12 +1,12 @@
-"""Benchmark: K small models trained one after another versus all K at once (stacked state + vmap).
+"""Benchmark: K models of one architecture trained one after another versus all K at once (stacked state + vmap).
 
     .venv/bin/python benchmarks/concurrent_models.py                          # CPU, CIFAR-10 subset
     .venv/bin/python benchmarks/concurrent_models.py device=cuda data=synthetic n=5000 epochs=3
 
-Options (key=value): device (cpu, cuda, auto), data (cifar10: the shared pack, unpacked into .bench-data;
-synthetic: CIFAR-shaped noise, for machines without the pack; timing does not depend on pixel values), ks
-(comma list), n (samples per model), epochs, batch_size, width (of the ``cnn``), precision (fp32, bf16, fp16:
-autocast on CUDA only), name (of the results file).
+Options (key=value): model (cnn, resnet18: any registered image model), device (cpu, cuda, auto), data (cifar10:
+the shared pack, unpacked into .bench-data; synthetic: CIFAR-shaped noise, for machines without the pack; timing
+does not depend on pixel values), ks (comma list), n (samples per model), epochs, batch_size, width (of the ``cnn``;
+resnet18 has none), precision (fp32, bf16, fp16: autocast on CUDA only), name (of the results file).
 
 On CPU, glibc hands tensors above its mmap threshold (at most 32 MiB) straight back to the kernel, so K stacked
 models' larger activations are page-faulted in afresh every step; ``MALLOC_MMAP_THRESHOLD_`` (recorded with the
@@ -43,8 +43,8 @@ from miunlearn.models import build_model
 from miunlearn.training import resolve_device, train_model, train_models_concurrently
 
 HERE = Path(__file__).resolve().parent
-DEFAULTS = {"device": "cpu", "data": "cifar10", "ks": "1,2,4,8", "n": "1000", "epochs": "2", "batch_size": "128",
-            "width": "32", "precision": "fp32", "name": "concurrent_models"}
+DEFAULTS = {"model": "cnn", "device": "cpu", "data": "cifar10", "ks": "1,2,4,8", "n": "1000", "epochs": "2",
+            "batch_size": "128", "width": "32", "precision": "fp32", "name": "concurrent_models"}
 CIFAR_INFO = DatasetInfo("cifar10", (3, 32, 32), 10, is_image=True)
 
 
@@ -103,7 +103,7 @@ def run(options: dict[str, str]) -> dict:
     recipes = [dataclasses.replace(recipe, seed=k) for k in range(k_max)]
     datasets = per_model_data(options["data"], k_max, n)
     torch.manual_seed(0)
-    inits = [build_model("cnn", CIFAR_INFO, width) for _ in range(k_max)]
+    inits = [build_model(options["model"], CIFAR_INFO, width) for _ in range(k_max)]
 
     # Warm-up on a few batches of both paths, so one-off costs (allocator, kernels, lazy init) are not timed.
     warm = dataclasses.replace(recipe, epochs=1)
@@ -177,7 +177,8 @@ def main(argv: list[str]) -> None:
               **run(options)}
     write_json(HERE / "results" / f"{options['name']}.json", record)
     env = " ".join(f"{k}={v}" for k, v in record["env"].items())
-    print(f"\n### Concurrent training of K `cnn` models\n\n`{env} {record['command']}` — {record['date']}, "
+    print(f"\n### Concurrent training of K `{options['model']}` models\n\n`{env} {record['command']}` — "
+          f"{record['date']}, "
           f"{record['machine']['cpu']} ({record['machine']['cores']} cores, {record['machine']['torch_threads']} "
           f"torch threads, torch {record['machine']['torch']}, device {record['machine']['device']}); "
           f"{options['n']} samples per model, {options['epochs']} epochs, batch {options['batch_size']}, "

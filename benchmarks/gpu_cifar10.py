@@ -1,12 +1,16 @@
 """The one-GPU benchmark: CIFAR-10, ResNet-18 on the full D_train, ReMI against retraining, then the baselines.
 
 Run it through ``benchmarks/gpu_cifar10.sh``, whose header says how to get the data onto a device machine,
-the time budget and the expected seconds per phase. Two phases, each one ``run_experiment``:
+the time budget and the expected seconds per phase. Three phases:
 
-A. target, shadow models + approximator, ReMI, retraining, audit -> ``results.json``, ``table.md``, plots;
-B. every other registered method, reusing A's target and approximator, with retraining again as the
-   reference they are compared with -> ``table_baselines.md``; run only if A's measured speed says it
-   ends inside the budget.
+A. ``run_experiment``: target, shadow models (trained ``executor.concurrent`` at a time) + approximator, ReMI,
+   retraining, audit -> ``results.json``, ``table.md``, plots;
+C. K shadow-size trainings one after another versus all K at once, for the ``cnn`` and ``resnet18``
+   (``benchmarks/concurrent_models.py``'s measurement): the issue's "K models concurrently in less than
+   K x 0.6 of one model's time" -> ``table_concurrent.md`` and ``results.json``;
+B. ``run_experiment``: every other registered method, reusing A's target and approximator, with retraining
+   again as the reference they are compared with -> ``table_baselines.md``; run only if the measured speed
+   says it ends inside the budget.
 
 ``$OUT`` gets the results after each phase, so a run stopped at the wall-clock limit keeps phase A; the
 full run folders (weights and all) go to ``$RUN_DIR``, since a device machine returns few, small files.
@@ -24,13 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from concurrent_models import DEFAULTS as CONCURRENT_DEFAULTS
+from concurrent_models import markdown as concurrent_markdown
+from concurrent_models import run as measure_concurrent
 from remi_vs_retrain import CIFAR_PACK, ensure_cifar, machine
 from rich.console import Console
 from rich.text import Text
 
 from miunlearn import load_config, run_experiment
 from miunlearn.config import RunConfig
-from miunlearn.io import atomic_path, write_json
+from miunlearn.io import atomic_path, atomic_write, write_json
 from miunlearn.pipeline import RunResult
 from miunlearn.reporting import format_table
 from miunlearn.unlearning import METHODS
@@ -41,11 +48,17 @@ CONFIG = HERE / "configs" / "gpu" / "cifar10_resnet18.yaml"
 TINY = ["model.name=cnn", "data.subset=2000", "data.test_subset=1000", "train.epochs=1", "train.batch_size=128",
         "train.lr=0.05", "approximator.attack_epochs=20", "unlearn.params.remi.epochs=2"]
 #: Seconds per phase expected on one H100 at the full setting; gpu_cifar10.sh's header derives them.
-EXPECTED_SECONDS = {"data": 25, "target_train": 50, "approximator_fit": 55, "remi": 30, "retrain": 45,
-                    "load_audit_write": 40, "baselines": 250}
+EXPECTED_SECONDS = {"data": 25, "target_train": 50, "approximator_fit": 40, "remi": 30, "retrain": 45,
+                    "load_audit_write": 40, "concurrent": 60, "baselines": 250}
 #: Phase B's training in phase-A retraining times: retraining again, ~15 epochs over D_r of fine-tuning-like
 #: baselines, Fisher's per-sample Jacobians, SSD's importances, Boundary Shrink's attacks.
 BASELINES_IN_RETRAINS = 2.0
+#: Phase C's measurement: one epoch over a full-setting shadow model's 7.5k samples (half of D_shadow; later
+#: epochs cost the same), of CIFAR-shaped noise (timing does not depend on pixel values), batch and precision
+#: taken from the config. TINY shrinks it so the CPU smoke test stays short.
+CONCURRENT = {"ks": "1,2,4,8", "n": "7500", "epochs": "1", "data": "synthetic"}
+TINY_CONCURRENT = {"ks": "1,2", "n": "16", "batch_size": "8"}
+CONCURRENT_MODELS = ("cnn", "resnet18")
 
 
 class Clock:
@@ -126,6 +139,54 @@ def baseline_names() -> list[str]:
     return names
 
 
+def concurrent_phase(config: RunConfig, tiny: bool, console: Console) -> dict[str, dict[str, Any]]:
+    """Phase C: ``concurrent_models.py``'s record per architecture, on the config's device, batch and precision.
+
+    A failure (CUDA memory, an op vmap cannot batch) is recorded as one line and the phase moves on: it must not
+    cost the baselines their GPU run.
+    """
+    options = {**CONCURRENT_DEFAULTS, **CONCURRENT, "device": config.train.device,
+               "batch_size": str(config.train.batch_size), "precision": config.train.precision,
+               **(TINY_CONCURRENT if tiny else {})}
+    records: dict[str, dict[str, Any]] = {}
+    for model in CONCURRENT_MODELS:
+        start = time.perf_counter()
+        try:
+            records[model] = measure_concurrent(options | {"model": model}) | {"seconds": time.perf_counter() - start}
+        except RuntimeError as exc:
+            records[model] = {"failed": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"}
+            console.log(f"concurrent {model}: failed after {time.perf_counter() - start:.1f}s: "
+                        f"{records[model]['failed']}")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        ratios = ", ".join(f"K={row['K']} {row['ratio']:.2f}" for row in records[model]["rows"])
+        console.log(f"concurrent {model}: concurrent / sequential {ratios} ({records[model]['seconds']:.1f}s)")
+    return records
+
+
+def concurrent_report(records: dict[str, dict[str, Any]], record: dict[str, Any]) -> str:
+    """``table_concurrent.md``: the command, machine and setting, then one table per architecture."""
+    options = next((r["options"] for r in records.values() if "options" in r), {})
+    lines = [f"### K shadow-size trainings one after another vs all K at once (target: concurrent / sequential < 0.6)"
+             f"\n\n`{record['command']}` (phase C) — {record['date']}, {record['machine']['device']}, torch "
+             f"{record['machine']['torch']}; {options.get('n')} samples of CIFAR-shaped noise per model, "
+             f"{options.get('epochs')} epoch, batch {options.get('batch_size')}, {options.get('precision')}"]
+    for model, result in records.items():
+        width = f" (width {result['options']['width']})" if model == "cnn" and "options" in result else ""
+        body = concurrent_markdown(result) if "rows" in result else f"failed: {result['failed']}"
+        lines.append(f"#### {model}{width}\n\n{body}")
+    return "\n\n".join(lines) + "\n"
+
+
+def concurrent_targets(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Issue 5's concurrency target per architecture: concurrent / sequential below 0.6 for every K > 1."""
+    ratios = {model: {str(row["K"]): row["ratio"] for row in r["rows"]} for model, r in records.items() if "rows" in r}
+    return {"concurrent_ratio": ratios,
+            "concurrent_below_0.6": {model: all(v < 0.6 for k, v in by_k.items() if k != "1")
+                                     for model, by_k in ratios.items()}}
+
+
 def main(argv: list[str]) -> None:
     os.chdir(ROOT)
     clock = Clock()
@@ -133,7 +194,7 @@ def main(argv: list[str]) -> None:
     tiny = os.environ.get("TINY", "") not in ("", "0")
     out = Path(os.environ.get("OUT") or ROOT / "runs" / "gpu_cifar10-out")
     run_dir = Path(os.environ.get("RUN_DIR") or ROOT / "runs" / "gpu_cifar10")
-    budget = float(os.environ.get("BUDGET_S", "540"))
+    budget = float(os.environ.get("BUDGET_S", "560"))
     overrides = [*(TINY if tiny else []), *argv]
     started = dt.datetime.now(dt.timezone.utc)
     record: dict[str, Any] = {
@@ -145,9 +206,10 @@ def main(argv: list[str]) -> None:
 
     config = load_config(CONFIG, overrides)
     baselines = baseline_names()
+    record["executor_concurrent"] = config.executor.concurrent
     console.log(f"{record['setting']} setting on {record['machine']['device']}: {config.model.name}, "
-                f"{config.train.epochs} epoch(s), batch {config.train.batch_size}, {config.train.precision}; "
-                f"baselines: {', '.join(baselines) or 'none'}")
+                f"{config.train.epochs} epoch(s), batch {config.train.batch_size}, {config.train.precision}, "
+                f"shadows {config.executor.concurrent} at a time; baselines: {', '.join(baselines) or 'none'}")
     ensure_data(config)
     record["phases_seconds"] = {"data": clock()}
     console.log(f"data ready in {clock():.1f}s")
@@ -159,7 +221,9 @@ def main(argv: list[str]) -> None:
             console.log(f"  {name} / {phase}: {seconds:.1f}s" + (f" (expected ~{expected}s)" if expected else ""))
         record["phases_seconds"][name] = phases
         record["wall_seconds"] = clock()
-        record["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # Phase C resets the kernel's peak RSS to measure each training, so keep the largest seen.
+        record["peak_rss_mib"] = max(record.get("peak_rss_mib", 0.0),
+                                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         record.setdefault("cuda_max_memory_allocated_mib", {})[name] = cuda_peak_mib()
         return {"metrics": result.metrics, "timings_seconds": result.timings, "notes": result.notes,
                 "stop_reasons": {m: r["stop_reason"] for m, r in result.records.items() if "stop_reason" in r}}
@@ -176,6 +240,24 @@ def main(argv: list[str]) -> None:
                     (folder / "plots" / "s_histograms.png", "s_histograms.png")])
     print(f"\n### CIFAR-10, {config.model.name}: ReMI vs retraining\n\n`{record['command']}`\n\n"
           + format_table(result.metrics), flush=True)
+
+    # Phase C: K models one after another vs at once, unless it would leave phase A's results past the budget.
+    expected = EXPECTED_SECONDS["concurrent"]
+    if clock() + expected > budget:
+        record["concurrent"] = {"skipped": f"at {clock():.0f}s, ~{expected}s more would pass the {budget:.0f}s budget"}
+        console.log(f"concurrent phase skipped: {record['concurrent']['skipped']}")
+    else:
+        wall = clock()
+        record["concurrent"] = concurrent_phase(config, tiny, console)
+        record["phases_seconds"]["concurrent"] = clock() - wall
+        console.log(f"concurrent phase: {clock() - wall:.1f}s" + ("" if tiny else f" (expected ~{expected}s)"))
+        record["targets"] |= concurrent_targets(record["concurrent"])
+        report = concurrent_report(record["concurrent"], record)
+        with atomic_write(out / "table_concurrent.md") as fh:
+            fh.write(report)
+        print("\n" + report, flush=True)
+    record["wall_seconds"] = clock()
+    write_json(out / "results.json", record)
 
     # Phase B: the baselines, if A's retraining and audit times say they fit the budget. Auditing a model
     # costs about as much as A's non-training time per model (MIA-efficacy fits an SVC on the CPU).

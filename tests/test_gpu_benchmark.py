@@ -30,7 +30,7 @@ def test_tiny_setting_runs_end_to_end_and_writes_what_a_device_returns(tmp_path:
     out, runs = tmp_path / "out", tmp_path / "runs"
     data = fake_cifar(tmp_path / "cifar10", 600, 200)
     env = os.environ | {"TINY": "1", "OUT": str(out), "RUN_DIR": str(runs), "PYTHON": sys.executable,
-                        "BASELINES": "finetune", "OMP_NUM_THREADS": "1"}
+                        "BASELINES": "finetune", "OMP_NUM_THREADS": "1", "MIUNLEARN_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([str(ROOT / "benchmarks" / "gpu_cifar10.sh"), f"data.root={data}", "data.subset=600",
                            "data.test_subset=200", "approximator.attack_epochs=5"],
                           env=env, capture_output=True, text=True, timeout=300)
@@ -39,7 +39,7 @@ def test_tiny_setting_runs_end_to_end_and_writes_what_a_device_returns(tmp_path:
     # At most 8 flat files, as a device machine returns them; the weights stay in the run folders.
     files = sorted(p.name for p in out.iterdir())
     assert files == ["audit_roc.png", "log.txt", "results.json", "s_histograms.png", "table.md",
-                     "table_baselines.md"]
+                     "table_baselines.md", "table_concurrent.md"]
     assert all(p.stat().st_size < 16 * 2**20 for p in out.iterdir())
     assert (runs / "remi_retrain" / "models" / "retrain.safetensors").is_file()
 
@@ -52,7 +52,17 @@ def test_tiny_setting_runs_end_to_end_and_writes_what_a_device_returns(tmp_path:
     assert set(results["baselines"]["metrics"]) == {"original", "retrain", "finetune"}
     assert {"speedup", "avg_gap", "max_audit_auc_gap"} <= set(results["targets"])
     assert "| remi |" in (out / "table.md").read_text()
-    assert "remi_retrain / retrain:" in (out / "log.txt").read_text()
+    log = (out / "log.txt").read_text()
+    assert "remi_retrain / retrain:" in log
+    assert results["executor_concurrent"] == 2 and "training shadow 1/2, shadow 2/2 on" in log  # the shadows as a pair
+
+    # Phase C: K models one after another vs at once, for both architectures, in the results and a table.
+    for model in ("cnn", "resnet18"):
+        rows = results["concurrent"][model]["rows"]
+        assert [row["K"] for row in rows] == [1, 2] and all(row["ratio"] > 0 for row in rows)
+        assert results["targets"]["concurrent_ratio"][model].keys() == {"1", "2"}
+        assert f"#### {model}" in (out / "table_concurrent.md").read_text()
+    assert results["phases_seconds"]["concurrent"] > 0
 
 
 def test_missing_data_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
