@@ -58,6 +58,9 @@
 #   ~290 s at these estimates: it fits); at half the assumed throughput phases A (~6 minutes) and C
 #   (~2 minutes) alone take ~8 minutes and phase B is skipped rather than run past 10 minutes. train.compile=true stays off: it
 #   recompiles per model (5 models, plus a recompile for each partial last batch) at tens of seconds each.
+#   The vmap-ed trainer had not run on a GPU when this was written: phase C records its failure as one
+#   line and goes on, but phase A's shadow pair would stop the run; if it does, rerun with the override
+#   executor.concurrent=1 (phase C then still says whether the pair was the problem).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="$(realpath -m "${OUT:-$repo/runs/gpu_cifar10-out}")"
