@@ -109,7 +109,9 @@ def test_concurrent_shadow_models_equal_one_at_a_time(digits, group_sizes, model
 
 def test_concurrent_reference_models_of_unequal_sizes(digits, group_sizes, tmp_path):
     config, dataset, splits = digits
-    config = replace(config, model=replace(config.model, name="cnn", width=8))
+    # The vmap-ed trainer keeps the default (contiguous) memory format: compare like with like.
+    config = replace(config, model=replace(config.model, name="cnn", width=8),
+                     train=replace(config.train, channels_last=False))
     concurrent = LocalExecutor(ExecutorConfig(concurrent=2))
     refs = prepare_reference_models(config, dataset, splits, 4, 0, tmp_path / "two", executor=concurrent)
     # 4 references, two of them of one size (163, 187, 185, 185 samples): only those two train together.

@@ -114,10 +114,10 @@ def test_channels_last_on_cpu_gives_the_contiguous_results(images: TensorData) -
     torch.testing.assert_close(predict_logits(fast, images), predict_logits(plain, images), rtol=1e-3, atol=1e-4)
 
 
-def test_channels_last_defaults_off_on_cpu_and_leaves_tabular_models_alone(images: TensorData) -> None:
+def test_channels_last_is_the_default_and_leaves_tabular_models_alone(images: TensorData) -> None:
     model = tiny_cnn()
-    train_model(model, images, replace(RECIPE, epochs=1))
-    assert not is_channels_last(model)
+    train_model(model, images, replace(RECIPE, epochs=1, channels_last=TrainConfig().channels_last))
+    assert is_channels_last(model)
     mlps = []
     for channels_last in (False, True):  # no convolutions: nothing to convert, bit-identical results
         torch.manual_seed(0)
@@ -167,7 +167,8 @@ def test_fast_path_switches_do_not_change_the_reference_model_cache_key() -> Non
 
 
 def test_channels_last_override_parses_and_rejects_non_booleans() -> None:
-    assert load_config(None, ["train.channels_last=null"]).train.channels_last is None
+    with pytest.raises(MiunlearnError, match="train.channels_last must be true or false"):
+        load_config(None, ["train.channels_last=maybe"])
     assert load_config(None, ["train.channels_last=false"]).train.channels_last is False
     with pytest.raises(MiunlearnError, match="train.compile must be true or false"):
         load_config(None, ["train.compile=maybe"])

@@ -130,3 +130,22 @@ def test_remi_moves_audit_toward_retrain_and_keeps_accuracy(blobs_run):
     assert remi["avg_gap"] < original["avg_gap"]
     assert remi["pinsker_bound"] < original["pinsker_bound"]
     assert remi["js_to_retrain"] < original["js_to_retrain"]
+
+
+def test_remi_frozen_layers_keep_their_weights_and_the_rest_moves(request_parts):
+    parts = dict(request_parts)
+    model = parts.pop("model")
+    names = [name for name, _ in model.named_parameters()]
+    frozen_prefix = names[0].split(".")[0] + "."
+    result = unlearn(model, method="remi", config={"frozen": [frozen_prefix], "min_epochs": 2}, **parts)
+    before, after = dict(model.named_parameters()), dict(result.model.named_parameters())
+    for name in names:
+        unchanged = torch.equal(before[name], after[name])
+        assert unchanged == name.startswith(frozen_prefix), name
+        assert after[name].requires_grad  # the returned model is trainable as usual
+
+
+def test_remi_frozen_names_must_exist(request_parts):
+    parts = dict(request_parts)
+    with pytest.raises(MiunlearnError, match="remi.frozen: no parameter named 'layer9'"):
+        unlearn(parts.pop("model"), method="remi", config={"frozen": ["layer9"]}, **parts)

@@ -85,9 +85,9 @@ class TrainConfig:
     """``fp32``, or ``bf16``/``fp16`` autocast (CUDA only; ignored on CPU)."""
     seed: int = 0
     progress: bool = True
-    channels_last: bool | None = None
-    """Store image models and batches channels-last (NHWC), which tensor-core convolutions want;
-    ``None``: on for CUDA, off on CPU. Same results up to numerics."""
+    channels_last: bool = True
+    """Store image models and batches channels-last (NHWC): what tensor-core convolutions want, and 1.6-2.5x
+    faster for the ``cnn`` on CPU too. Same results up to numerics; ignored for tabular data and MLPs."""
     compile: bool = False
     """``torch.compile`` the model for training: faster steps after a compile of tens of seconds per model."""
 

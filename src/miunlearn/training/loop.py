@@ -126,12 +126,13 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
 
 
 def wants_channels_last(config: TrainConfig, device: torch.device, model: nn.Module, data: TensorData) -> bool:
-    """The recipe's ``channels_last`` (default: on CUDA only), for image data and models with convolutions.
+    """The recipe's ``channels_last`` (default: on), for image data and models with convolutions.
 
-    Off leaves memory formats as they come, exactly as before the switch existed.
+    On by default on CPU too: with batches that are not already channels-last (no augmentation, unlearning
+    steps, inference), the ``cnn`` ran 1.6x (training) to 2.5x (ReMI's steps) faster on 2 CPU cores.
+    Off leaves memory formats as they come.
     """
-    wanted = config.channels_last if config.channels_last is not None else device.type == "cuda"
-    return bool(wanted) and data.x.ndim == 4 and any(p.ndim == 4 for p in model.parameters())
+    return config.channels_last and data.x.ndim == 4 and any(p.ndim == 4 for p in model.parameters())
 
 
 def place_model(model: nn.Module, config: TrainConfig, data: TensorData) -> tuple[torch.device, bool]:
