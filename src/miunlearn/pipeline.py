@@ -142,8 +142,8 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
             timings[name] = timings.get(name, 0.0) + seconds[name]
         console.log("auditing")
         # After each request the audit covers everything forgotten so far.
-        metrics, curves = _audit(models, EvaluationSets(retain, pool.subset(forgotten), dataset.test, audit), config,
-                                 seconds)
+        sets = EvaluationSets(retain, pool.subset(forgotten), dataset.test, audit)
+        metrics, curves = audit_models(models, sets, config, seconds)
         if len(requests) > 1:
             per_request.append({"request": number, "forget_size": len(request_idx), "forgotten_total": len(forgotten),
                                 "retain_size": len(retain), "metrics": metrics,
@@ -167,8 +167,8 @@ def split_requests(forget: np.ndarray, count: int, seed: int) -> list[np.ndarray
     return [np.sort(part) for part in np.array_split(shuffled, count)]
 
 
-def _audit(models: dict[str, nn.Module], sets: EvaluationSets, config: RunConfig,
-           seconds: dict[str, float]) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
+def audit_models(models: dict[str, nn.Module], sets: EvaluationSets, config: RunConfig,
+                 seconds: dict[str, float]) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
     """Every model's metrics on ``sets``, compared with the retrained model's; and the curves plots need."""
     outputs_by_model = {name: ModelOutputs.of(model, sets, config.train.device, config.train.precision)
                         for name, model in models.items()}

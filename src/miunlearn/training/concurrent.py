@@ -10,6 +10,10 @@ updates each model exactly as its own optimizer would, and the summed loss gives
 
 BatchNorm's running statistics stay correct because the buffers are stacked and passed through ``vmap`` like the
 parameters: BatchNorm's in-place update then writes each model's slice of the stacked buffer.
+
+The recipe's ``compile`` and ``channels_last`` switches do not apply here (vmap runs the stacked tensors in
+their default layout, uncompiled), so the results equal K trainings with ``channels_last=false`` up to float
+rounding; with channels-last they differ from sequential ones by that format's rounding too.
 """
 
 from __future__ import annotations
