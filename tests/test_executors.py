@@ -121,9 +121,13 @@ def test_concurrent_reference_models_of_unequal_sizes(digits, group_sizes, tmp_p
     assert all(_close(a, b) for a, b in zip(one.models, refs.models))
 
 
-def test_shadow_store_is_reused_by_a_second_run(digits, tmp_path):
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_shadow_store_is_reused_by_a_second_run(digits, tmp_path, model):
+    """Loaded shadows give the trained ones' outputs to the bit (the cnn: same channels-last placement), so a
+    run's approximator does not depend on whether its shadow models came from the store."""
     config, dataset, splits = digits
-    config = replace(config, executor=ExecutorConfig(cache_dir=str(tmp_path)))
+    config = replace(config, model=replace(config.model, name=model, width=8),
+                     executor=ExecutorConfig(cache_dir=str(tmp_path)))
     store = shadow_store(config, dataset.info.num_classes, splits.shadow)
     shadow = dataset.pool.subset(splits.shadow)
     first = train_shadows(_spec(config, dataset), shadow, config.train, 2, 0, store=store)

@@ -24,7 +24,7 @@ from miunlearn.errors import MiunlearnError
 from miunlearn.models import build_model, load_weights, save_weights
 from miunlearn.registry import Registry
 from miunlearn.training.concurrent import train_models_concurrently
-from miunlearn.training.loop import train_model
+from miunlearn.training.loop import place_model, train_model
 
 RAY_HINT = "the ray executor needs Ray: pip install 'miunlearn[ray]'"
 
@@ -89,6 +89,8 @@ class Executor:
         for group, group_models in zip(groups, trained):
             for i, model in zip(group, group_models):
                 models[i] = model.eval()
+        for job, model in zip(jobs, models):  # loaded models as training leaves them: same device and memory
+            place_model(model, job.recipe, data)  # format, so their outputs match to the bit whichever way they came
         return TrainedModels(models, len(todo), len(jobs) - len(todo), time.perf_counter() - start)
 
     def train(self, groups: list[list[ModelJob]], data: TensorData, console: Console) -> list[list[nn.Module]]:
