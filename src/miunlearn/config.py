@@ -86,7 +86,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     channels_last: bool = True
-    """Store image models and batches channels-last (NHWC): what tensor-core convolutions want, and 1.6-2.5x
+    """Store image models and batches channels-last (NHWC): what tensor-core convolutions want, and 1.6-2x
     faster for the ``cnn`` on CPU too. Same results up to numerics; ignored for tabular data and MLPs."""
     compile: bool = False
     """``torch.compile`` the model for training: faster steps after a compile of tens of seconds per model."""
