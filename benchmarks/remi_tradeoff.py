@@ -26,7 +26,6 @@ from miunlearn.attacks import load_approximator
 from miunlearn.data import load_dataset, prepare_splits
 from miunlearn.evaluation import EvaluationSets
 from miunlearn.io import write_json
-from miunlearn.models import build_model, load_weights
 from miunlearn.pipeline import audit_models
 from miunlearn.unlearning import unlearn
 
@@ -57,10 +56,7 @@ def main(argv: list[str]) -> None:
         forget, retain, reference = (pool.subset(getattr(splits, k)) for k in ("forget", "retain", "ref"))
         sets = EvaluationSets(retain, forget, dataset.test, pool.subset(splits.audit))
         approximator = load_approximator(Path(tmp) / "run" / "approximator.safetensors")
-        models = {}
-        for role in ("original", "retrain"):
-            models[role] = build_model(config.model.name, dataset.info, config.model.width)
-            load_weights(models[role], Path(tmp) / "run" / "models" / f"{role}.safetensors")
+    models = run.models  # the target and the retrained model of that run, as they left it
     retrain_seconds = run.metrics["retrain"]["seconds"]
     rows = []
     for label, params in SETTINGS.items():

@@ -79,7 +79,7 @@ class Executor:
         todo = []
         for i, job in enumerate(jobs):
             if job.path is not None and job.path.is_file():
-                models[i] = load_weights(job.factory(), job.path).eval()
+                models[i] = load_weights(job.factory(), job.path)
             else:
                 todo.append(i)
         if len(todo) < len(jobs):
@@ -88,9 +88,10 @@ class Executor:
         trained = self.train([[jobs[i] for i in group] for group in groups], data, console)
         for group, group_models in zip(groups, trained):
             for i, model in zip(group, group_models):
-                models[i] = model.eval()
+                models[i] = model
         for job, model in zip(jobs, models):  # loaded models as training leaves them: same device and memory
             place_model(model, job.recipe, data)  # format, so their outputs match to the bit whichever way they came
+            model.eval()
         return TrainedModels(models, len(todo), len(jobs) - len(todo), time.perf_counter() - start)
 
     def train(self, groups: list[list[ModelJob]], data: TensorData, console: Console) -> list[list[nn.Module]]:

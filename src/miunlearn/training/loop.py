@@ -125,7 +125,7 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
     return crop_and_flip(x, *augmentation_draws(len(x), generator, pad), pad=pad)
 
 
-def wants_channels_last(config: TrainConfig, device: torch.device, model: nn.Module, data: TensorData) -> bool:
+def wants_channels_last(config: TrainConfig, model: nn.Module, data: TensorData) -> bool:
     """The recipe's ``channels_last`` (default: on), for image data and models with convolutions.
 
     On by default on CPU too: with batches that are not already channels-last (no augmentation, unlearning
@@ -138,7 +138,7 @@ def wants_channels_last(config: TrainConfig, device: torch.device, model: nn.Mod
 def place_model(model: nn.Module, config: TrainConfig, data: TensorData) -> tuple[torch.device, bool]:
     """Move ``model`` to the recipe's device, channels-last where the recipe wants it; return both."""
     device = resolve_device(config.device)
-    channels_last = wants_channels_last(config, device, model, data)
+    channels_last = wants_channels_last(config, model, data)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -154,6 +154,11 @@ def is_channels_last(model: nn.Module) -> bool:
 def in_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """An image batch channels-last when the model is (a no-op when it already is); else left as it is."""
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
+def place_data(data: TensorData, device: torch.device, channels_last: bool) -> TensorData:
+    """``data`` on ``device``, its images in the memory format :func:`place_model` gave the model."""
+    return TensorData(in_format(data.x.to(device), channels_last), data.y.to(device))
 
 
 def compile_for_training(model: nn.Module) -> nn.Module:
@@ -188,8 +193,7 @@ def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: s
     """Train ``model`` in place on ``data`` with ``config``'s recipe; return the per-epoch log."""
     validate_train_config(config)
     device, channels_last = place_model(model, config, data)
-    data = data.to(device)
-    data = TensorData(in_format(data.x, channels_last), data.y)
+    data = place_data(data, device, channels_last)
     runner = compile_for_training(model) if config.compile else model
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = OPTIMIZERS.get(config.optimizer)(model.parameters(), config)

@@ -20,7 +20,7 @@ from miunlearn.attacks.statistics import logit_confidence
 from miunlearn.data import TensorData
 from miunlearn.errors import MiunlearnError
 from miunlearn.training import OPTIMIZERS, autocast, batches, predict_logits, progress
-from miunlearn.training.loop import in_format, place_model
+from miunlearn.training.loop import place_data, place_model
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
 
 
@@ -136,7 +136,7 @@ class ReMI(UnlearningMethod):
         # pure retain fine-tune at lr 0.01 lost 10 points of accuracy in one epoch in eval mode).
         model.train()
         approximator = request.approximator.to(device)
-        forget, retain, reference = (TensorData(in_format(d.x.to(device), channels_last), d.y.to(device))
+        forget, retain, reference = (place_data(d, device, channels_last)
                                      for d in (request.forget, request.retain, request.reference))
         optimizer = OPTIMIZERS.get(c.optimizer)(trainable, c)
         generator = torch.Generator().manual_seed(request.seed)
