@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import resource
 import shutil
 import sys
 import time
@@ -31,7 +30,7 @@ import torch
 from concurrent_models import DEFAULTS as CONCURRENT_DEFAULTS
 from concurrent_models import markdown as concurrent_markdown
 from concurrent_models import run as measure_concurrent
-from remi_vs_retrain import CIFAR_PACK, ensure_cifar, machine
+from remi_vs_retrain import CIFAR_PACK, ensure_cifar, machine, peak_memory
 from rich.console import Console
 from rich.text import Text
 
@@ -89,11 +88,6 @@ def ensure_data(config: RunConfig) -> None:
         sys.exit(f"CIFAR-10 arrays missing in {root} and no JPEG pack found ($CIFAR10_PACK if set, else "
                  f".bench-data/cifar10-pack, shared/datasets/cifar10, {CIFAR_PACK}); see benchmarks/gpu_cifar10.sh")
     ensure_cifar(root, pack)
-
-
-def cuda_peak_mib() -> float | None:
-    """``torch.cuda.max_memory_allocated`` since the last reset, in MiB (None without CUDA)."""
-    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
 
 
 def reset_cuda_peak() -> None:
@@ -222,9 +216,9 @@ def main(argv: list[str]) -> None:
         record["phases_seconds"][name] = phases
         record["wall_seconds"] = clock()
         # Phase C resets the kernel's peak RSS to measure each training, so keep the largest seen.
-        record["peak_rss_mib"] = max(record.get("peak_rss_mib", 0.0),
-                                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        record.setdefault("cuda_max_memory_allocated_mib", {})[name] = cuda_peak_mib()
+        peak = peak_memory()
+        record["peak_rss_mib"] = max(record.get("peak_rss_mib", 0.0), peak["peak_rss_mib"])
+        record.setdefault("cuda_max_memory_allocated_mib", {})[name] = peak.get("cuda_max_allocated_mib")
         return {"metrics": result.metrics, "timings_seconds": result.timings, "notes": result.notes,
                 "stop_reasons": {m: r["stop_reason"] for m, r in result.records.items() if "stop_reason" in r}}
 
