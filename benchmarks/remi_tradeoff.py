@@ -22,9 +22,9 @@ from typing import Any
 from remi_vs_retrain import HERE, ROOT, ensure_cifar, machine, peak_memory
 
 from miunlearn import load_config, run_experiment
-from miunlearn.attacks import load_approximator
+from miunlearn.audit import EvaluationSets
 from miunlearn.data import load_dataset, prepare_splits
-from miunlearn.evaluation import EvaluationSets
+from miunlearn.guidance import load_approximator
 from miunlearn.io import write_json
 from miunlearn.pipeline import audit_models
 from miunlearn.unlearning import unlearn

@@ -19,9 +19,10 @@ from pathlib import Path
 from remi_vs_retrain import machine, peak_memory
 
 from miunlearn import load_config, run_experiment
-from miunlearn.evaluation.strong_audit import audit_config, run_strong_audit
+from miunlearn.audit.strong import audit_config, run_strong_audit
 from miunlearn.io import write_json
 from miunlearn.reporting.html import audit_rows, verdicts, write_report
+from miunlearn.unlearning.replay import RunReplay
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -39,7 +40,7 @@ def main(argv: list[str]) -> None:
     wall = time.perf_counter()
     run = run_experiment(load_config(HERE / "configs" / f"{name}.yaml", run_overrides), out, overwrite=True)
     run_seconds = time.perf_counter() - wall
-    report = run_strong_audit(out, audit)
+    report = run_strong_audit(out, audit, replay=RunReplay())
     html_path, _ = write_report(out)
     record = {
         "config": name, "command": " ".join(["OMP_NUM_THREADS=1 python benchmarks/strong_audit.py", *argv]),

@@ -4,10 +4,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from miunlearn import APPROXIMATORS, AUDIT_ATTACKS, build_model, fit_approximator, load_approximator, train_model
-from miunlearn.attacks import AuditInputs, train_shadows
-from miunlearn.attacks.statistics import logit_confidence, modified_entropy
+from miunlearn.audit import AuditInputs
 from miunlearn.config import ApproximatorConfig, TrainConfig
 from miunlearn.data import DatasetInfo, TensorData
+from miunlearn.guidance import train_shadows
+from miunlearn.statistics import logit_confidence, modified_entropy
 
 RECIPE = TrainConfig(epochs=40, weight_decay=0, progress=False)
 

@@ -11,12 +11,12 @@ import torch
 from rich.console import Console
 
 from miunlearn import load_config, load_dataset
-from miunlearn.attacks.shadows import shadow_store, train_shadows
+from miunlearn.audit.reference_models import prepare_reference_models
+from miunlearn.audit.strong import audit_config
 from miunlearn.config import ExecutorConfig, TrainConfig
 from miunlearn.data import prepare_splits
 from miunlearn.errors import MiunlearnError
-from miunlearn.evaluation.reference_models import prepare_reference_models
-from miunlearn.evaluation.strong_audit import audit_config
+from miunlearn.guidance.shadows import shadow_store, train_shadows
 from miunlearn.models import load_weights
 from miunlearn.pipeline import validate
 from miunlearn.training import executors

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from miunlearn.audit.reference_models import reference_key
 from miunlearn.config import TrainConfig, load_config
 from miunlearn.data import DatasetInfo, TensorData
 from miunlearn.errors import MiunlearnError
-from miunlearn.evaluation.reference_models import reference_key
 from miunlearn.models import build_model
 from miunlearn.training import predict_logits, train_model
 from miunlearn.training.loop import augment, augmentation_draws, is_channels_last, place_model

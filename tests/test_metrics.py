@@ -5,8 +5,8 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from miunlearn.attacks.audit import roc_metrics
-from miunlearn.evaluation import average_gap, gaussian_kl, js_divergence, pinsker_bound
+from miunlearn.audit import average_gap, gaussian_kl, js_divergence, pinsker_bound
+from miunlearn.audit.population import roc_metrics
 
 
 def test_auc_is_the_mann_whitney_probability():

@@ -8,15 +8,15 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from miunlearn import build_model, train_model
-from miunlearn.attacks import REFERENCE_ATTACKS, ReferenceInputs
-from miunlearn.attacks.lira import lira_offline, lira_online
-from miunlearn.attacks.rmia import rmia_scores
+from miunlearn.audit import REFERENCE_ATTACKS, ReferenceInputs
+from miunlearn.audit.attack_metrics import attack_metrics, paired_auc_difference
+from miunlearn.audit.challenge import epsilon_cap, forgetting_quality, per_example_epsilon
+from miunlearn.audit.lira import lira_offline, lira_online
+from miunlearn.audit.reference_models import membership_matrix
+from miunlearn.audit.rmia import rmia_scores
 from miunlearn.config import TrainConfig
 from miunlearn.data import DatasetInfo, TensorData
 from miunlearn.errors import MiunlearnError
-from miunlearn.evaluation.challenge import epsilon_cap, forgetting_quality, per_example_epsilon
-from miunlearn.evaluation.mia_metrics import attack_metrics, paired_auc_difference
-from miunlearn.evaluation.reference_models import membership_matrix
 
 RECIPE = TrainConfig(epochs=40, weight_decay=0, progress=False)
 

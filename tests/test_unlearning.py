@@ -4,11 +4,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from miunlearn import METHODS, MiunlearnError, build_model, fit_approximator, train_model, unlearn
-from miunlearn.attacks import train_shadows
-from miunlearn.attacks.statistics import cross_entropy
+from miunlearn.audit import accuracy
 from miunlearn.config import ApproximatorConfig, TrainConfig
 from miunlearn.data import DatasetInfo, TensorData
-from miunlearn.evaluation import accuracy
+from miunlearn.guidance import train_shadows
+from miunlearn.statistics import cross_entropy
 
 RECIPE = TrainConfig(epochs=40, weight_decay=0, progress=False)
 

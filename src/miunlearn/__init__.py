@@ -6,10 +6,11 @@
     result.model, result.record
 """
 
-from miunlearn.attacks import APPROXIMATORS, AUDIT_ATTACKS, fit_approximator, load_approximator, train_shadows
+from miunlearn.audit import AUDIT_ATTACKS
 from miunlearn.config import RunConfig, load_config
 from miunlearn.data import DATASETS, TensorData, load_dataset, prepare_splits
 from miunlearn.errors import MiunlearnError
+from miunlearn.guidance import APPROXIMATORS, fit_approximator, load_approximator, train_shadows
 from miunlearn.models import MODELS, build_model, load_weights, save_weights
 from miunlearn.pipeline import RunResult, run_experiment
 from miunlearn.training import train_model

@@ -74,11 +74,12 @@ def audit(
     quiet: QuietOption = False,
 ) -> None:
     """Strong audit of a run: LiRA and RMIA with the auditor's own reference models; writes audit.json."""
-    from miunlearn.evaluation.strong_audit import audit_config, run_strong_audit
+    from miunlearn.audit.strong import audit_config, run_strong_audit
     from miunlearn.reporting.html import print_audit
+    from miunlearn.unlearning.replay import RunReplay
 
     try:
-        report = run_strong_audit(run_dir, audit_config(overrides), Console(stderr=True, quiet=quiet))
+        report = run_strong_audit(run_dir, audit_config(overrides), Console(stderr=True, quiet=quiet), RunReplay())
     except MiunlearnError as exc:
         raise _fail(exc) from None
     print_audit(report, Console(width=200))
@@ -104,7 +105,7 @@ def report(
 def list_components() -> None:
     """Show the registered datasets, models, approximators, unlearning methods and audit attacks."""
     from miunlearn import APPROXIMATORS, AUDIT_ATTACKS, DATASETS, METHODS, MODELS
-    from miunlearn.attacks import REFERENCE_ATTACKS
+    from miunlearn.audit import REFERENCE_ATTACKS
     from miunlearn.data import FORGET_SELECTORS
     from miunlearn.training.executors import EXECUTORS
 

@@ -13,12 +13,12 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from miunlearn.attacks import APPROXIMATORS, AUDIT_ATTACKS, fit_approximator, load_approximator, train_shadows
-from miunlearn.attacks.shadows import shadow_store
+from miunlearn.audit import AUDIT_ATTACKS, EvaluationSets, ModelOutputs, compare_to_retrain, evaluate_outputs
 from miunlearn.config import RunConfig, save_config
 from miunlearn.data import DATASETS, FORGET_SELECTORS, Dataset, Splits, load_dataset, prepare_splits
 from miunlearn.errors import MiunlearnError
-from miunlearn.evaluation import EvaluationSets, ModelOutputs, compare_to_retrain, evaluate_outputs
+from miunlearn.guidance import APPROXIMATORS, fit_approximator, load_approximator, train_shadows
+from miunlearn.guidance.shadows import shadow_store
 from miunlearn.io import atomic_write, staged_run_dir, write_json
 from miunlearn.models import MODELS, build_model, load_weights, save_weights
 from miunlearn.reporting import format_table, plot_roc, plot_s_histograms, print_table

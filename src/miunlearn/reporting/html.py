@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from miunlearn.audit.attack_metrics import tpr_key  # noqa: E402
+from miunlearn.audit.strong import RUN_HINT, strongest_attack  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
-from miunlearn.evaluation.mia_metrics import tpr_key  # noqa: E402
-from miunlearn.evaluation.strong_audit import RUN_HINT, strongest_attack  # noqa: E402
 from miunlearn.io import atomic_write  # noqa: E402
 from miunlearn.reporting.table import COLUMNS  # noqa: E402
 

@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from miunlearn.attacks.approximators import PrivacyApproximator
 from miunlearn.config import TrainConfig, from_dict
 from miunlearn.data import TensorData
 from miunlearn.errors import MiunlearnError
+from miunlearn.guidance.approximators import PrivacyApproximator
 from miunlearn.registry import Registry
 from miunlearn.unlearning.work import count_work
 

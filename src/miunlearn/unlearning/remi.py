@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from miunlearn.attacks.statistics import logit_confidence
 from miunlearn.data import TensorData
 from miunlearn.errors import MiunlearnError
+from miunlearn.statistics import logit_confidence
 from miunlearn.training import OPTIMIZERS, autocast, batches, predict_logits, progress
 from miunlearn.training.loop import place_data, place_model
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from miunlearn.attacks.audit import roc_metrics
+from miunlearn.audit.population import roc_metrics
 
 
 def _point(members: np.ndarray, non_members: np.ndarray, fprs: tuple[float, ...]) -> dict[str, float | None]:

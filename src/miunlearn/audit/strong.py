@@ -5,9 +5,10 @@ any model but the reference ones) with LiRA and RMIA for every model in the run,
 U-LiRA-style per-example test (Hayes et al. 2024) and the NeurIPS 2023 challenge score, and writes
 ``audit.json`` and ``audit_scores.npz`` into the run folder (atomically; ``audit.json`` last).
 
-Independence: nothing here reads the guiding approximator's shadow models or outputs. The approximator
-file is only loaded to *re-run the unlearning method* on the reference models (U-LiRA) or on copies of
-the target (challenge), exactly as the method would run.
+Independence: this package imports nothing from :mod:`miunlearn.guidance` or :mod:`miunlearn.unlearning`
+(a test walks the imports). U-LiRA and the challenge re-run the run's methods on the reference models or on
+copies of the target; the caller hands in a :class:`MethodReplay` that does so
+(:class:`miunlearn.unlearning.replay.RunReplay` re-runs them exactly as the run did).
 """
 
 from __future__ import annotations
@@ -17,27 +18,26 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
 
-from miunlearn.attacks import REFERENCE_ATTACKS, ReferenceInputs, load_approximator
-from miunlearn.attacks.lira import VARIANCES, lira_online
-from miunlearn.attacks.reference import lira_statistic
+from miunlearn.audit.attack_metrics import attack_metrics, paired_auc_difference
+from miunlearn.audit.challenge import challenge_score
+from miunlearn.audit.lira import VARIANCES, lira_online
+from miunlearn.audit.metrics import accuracy
+from miunlearn.audit.reference_attacks import REFERENCE_ATTACKS, ReferenceInputs, lira_statistic
+from miunlearn.audit.reference_models import ReferenceModels, membership_matrix, prepare_reference_models
 from miunlearn.config import ExecutorConfig, RunConfig, from_dict, load_config, parse_overrides
 from miunlearn.data import Dataset, Splits, TensorData, load_dataset
 from miunlearn.errors import MiunlearnError
-from miunlearn.evaluation.challenge import challenge_score
-from miunlearn.evaluation.metrics import accuracy
-from miunlearn.evaluation.mia_metrics import attack_metrics, paired_auc_difference
-from miunlearn.evaluation.reference_models import ReferenceModels, membership_matrix, prepare_reference_models
 from miunlearn.io import atomic_path, write_json
 from miunlearn.models import build_model, load_weights
 from miunlearn.training import predict_logits, resolve_device, train_model
 from miunlearn.training.executors import build_executor, validate_executor_config
-from miunlearn.unlearning import METHODS, unlearn
 
 RUN_HINT = "write a run folder with `miunlearn run --out DIR` or `miunlearn demo --out DIR`"
 
@@ -125,6 +125,17 @@ class RunFolder:
         return self.dataset.pool.subset(getattr(self.splits, role))
 
 
+class MethodReplay(Protocol):
+    """Re-runs one of a run's unlearning methods for U-LiRA and the challenge, as the run ran it."""
+
+    def check(self, run: RunFolder, name: str) -> None:
+        """Raise a MiunlearnError if ``name`` cannot be re-run from ``run`` (called before any training)."""
+
+    def __call__(self, run: RunFolder, name: str, model: nn.Module, forget: TensorData, retain: TensorData,
+                 seed: int) -> nn.Module:
+        """The unlearned copy of ``model`` (``model`` itself is left untouched)."""
+
+
 def load_run(path: str | Path) -> RunFolder:
     """Open a run folder written by ``miunlearn run``/``demo``, naming whatever is missing."""
     path = Path(path)
@@ -155,8 +166,10 @@ def _logits(model: nn.Module, data: TensorData, device: torch.device) -> torch.T
 
 
 def run_strong_audit(run_dir: str | Path, config: StrongAuditConfig | None = None,
-                     console: Console | None = None) -> dict:
-    """Audit every model of a run folder with the reference-model attacks; write audit.json/audit_scores.npz."""
+                     console: Console | None = None, replay: MethodReplay | None = None) -> dict:
+    """Audit every model of a run folder with the reference-model attacks; write audit.json/audit_scores.npz.
+
+    ``replay`` re-runs the run's methods; it is needed only for ``ulira`` and ``challenge_copies``."""
     config = config or StrongAuditConfig()
     config.validate()
     console = console or Console(stderr=True, quiet=True)
@@ -171,7 +184,7 @@ def run_strong_audit(run_dir: str | Path, config: StrongAuditConfig | None = Non
     preview = membership_matrix(config.num_references, len(np.r_[run.splits.train, run.splits.audit]), config.seed)
     for name in config.attacks:
         config.build_attack(name).check(preview)
-    _check_extras(run, config)
+    _check_extras(run, config, replay)
 
     executor = config.executor or rc.executor
     refs = prepare_reference_models(rc, run.dataset, run.splits, config.num_references, config.seed,
@@ -208,27 +221,27 @@ def run_strong_audit(run_dir: str | Path, config: StrongAuditConfig | None = Non
         "notes": _notes(config, results, n_f, len(audit)),
     }
     if config.ulira:
-        report["ulira"] = _ulira(run, refs, config, scored, member[:, :n_f], device, console, scores)
+        report["ulira"] = _ulira(run, refs, config, scored, member[:, :n_f], device, console, scores, replay)
     if config.challenge_copies:
-        report["challenge"] = _challenge(run, config, device, console)
+        report["challenge"] = _challenge(run, config, device, console, replay)
     with atomic_path(run.path / "audit_scores.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **scores)
     write_json(run.path / "audit.json", report)
     return report
 
 
-def _check_extras(run: RunFolder, config: StrongAuditConfig) -> None:
+def _check_extras(run: RunFolder, config: StrongAuditConfig, replay: MethodReplay | None) -> None:
     """U-LiRA and the challenge re-run the run's methods: check they can before any training."""
     if not (config.ulira or config.challenge_copies):
         return
+    if replay is None:
+        raise MiunlearnError("ulira and challenge_copies re-run the run's methods: pass replay= "
+                             "(miunlearn.unlearning.replay.RunReplay()), as `miunlearn audit` does")
     if config.ulira and "retrain" not in run.models:
         raise MiunlearnError(f"ulira compares with the retrained model, but {run.path} has no "
                              "models/retrain.safetensors; rerun the experiment with retrain in unlearn.methods")
     for name in [m for m in run.models if m not in ("original", "retrain")]:
-        METHODS.validate(name)
-        if "approximator" in METHODS.get(name).requires and not (run.path / "approximator.safetensors").is_file():
-            raise MiunlearnError(f"re-running {name!r} needs {run.path}/approximator.safetensors; rerun the "
-                                 "experiment with `miunlearn run` (it saves the approximator)")
+        replay.check(run, name)
 
 
 def _compare_to_retrain(scores: dict[str, np.ndarray], attacks: list[str], models: list[str],
@@ -255,16 +268,8 @@ def _notes(config: StrongAuditConfig, results: dict, n_f: int, n_audit: int) -> 
     return notes
 
 
-def _method_args(run: RunFolder, name: str) -> dict:
-    approximator = None
-    if "approximator" in METHODS.get(name).requires:
-        approximator = load_approximator(run.path / "approximator.safetensors")
-    return {"config": run.config.unlearn.params.get(name), "reference": run.part("ref"),
-            "approximator": approximator, "recipe": run.config.train}
-
-
 def _ulira(run: RunFolder, refs: ReferenceModels, config: StrongAuditConfig, scored: TensorData,
-           member_f: np.ndarray, device: torch.device, console: Console, scores: dict) -> dict:
+           member_f: np.ndarray, device: torch.device, console: Console, scores: dict, replay: MethodReplay) -> dict:
     """Per-example test of unlearned vs retrained on D_f: LiRA whose IN models are reference models that
     were trained on the sample and then unlearned it with the same method, and whose OUT models never saw it."""
     n_f = member_f.shape[1]
@@ -282,9 +287,9 @@ def _ulira(run: RunFolder, refs: ReferenceModels, config: StrongAuditConfig, sco
             if len(request) == 0:
                 continue
             retain = np.setdiff1d(trained_on, forget_pool)
-            result = unlearn(model, run.dataset.pool.subset(request), run.dataset.pool.subset(retain), name,
-                             seed=run.config.seed + k, **_method_args(run, name))
-            unlearned = lira_statistic(_logits(result.model, forget_data, device), forget_data.y)
+            unlearned_model = replay(run, name, model, run.dataset.pool.subset(request),
+                                     run.dataset.pool.subset(retain), seed=run.config.seed + k)
+            unlearned = lira_statistic(_logits(unlearned_model, forget_data, device), forget_data.y)
             stat[k][member_f[k]] = unlearned[member_f[k]]
         method_stat = lira_statistic(_logits(run.models[name], forget_data, device), forget_data.y)
         positives = lira_online(method_stat, stat, member_f, config.variance)
@@ -295,7 +300,8 @@ def _ulira(run: RunFolder, refs: ReferenceModels, config: StrongAuditConfig, sco
     return results
 
 
-def _challenge(run: RunFolder, config: StrongAuditConfig, device: torch.device, console: Console) -> dict:
+def _challenge(run: RunFolder, config: StrongAuditConfig, device: torch.device, console: Console,
+               replay: MethodReplay) -> dict:
     rc = run.config
     forget, retain, test = run.part("forget"), run.part("retain"), run.dataset.test
 
@@ -320,8 +326,8 @@ def _challenge(run: RunFolder, config: StrongAuditConfig, device: torch.device, 
     out = {"retrain_seconds": time.perf_counter() - start}
     for name in [m for m in run.models if m not in ("original", "retrain")]:
         console.log(f"challenge: {config.challenge_copies} unlearning runs of {name}")
-        copies = [stats(unlearn(run.models["original"], forget, retain, name, seed=rc.seed + 1 + i,
-                                **_method_args(run, name)).model) for i in range(config.challenge_copies)]
+        copies = [stats(replay(run, name, run.models["original"], forget, retain, seed=rc.seed + 1 + i))
+                  for i in range(config.challenge_copies)]
         unl_stat, unl_util = summarise(copies)
         out[name] = challenge_score(unl_stat, ret_stat, unl_util, ret_util, config.challenge_delta,
                                     config.challenge_bucket)

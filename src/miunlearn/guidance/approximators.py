@@ -21,11 +21,11 @@ from safetensors.torch import load_file, safe_open, save_file
 from sklearn.metrics import roc_curve
 from torch import nn
 
-from miunlearn.attacks.shadows import ShadowOutputs
-from miunlearn.attacks.statistics import cross_entropy, logit_confidence, output_features
 from miunlearn.config import ApproximatorConfig, from_dict
 from miunlearn.errors import MiunlearnError
+from miunlearn.guidance.shadows import ShadowOutputs
 from miunlearn.registry import Registry
+from miunlearn.statistics import cross_entropy, logit_confidence, output_features
 
 APPROXIMATORS: Registry[type[PrivacyApproximator]] = Registry("approximator")
 

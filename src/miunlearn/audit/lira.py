@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from miunlearn.attacks.reference import REFERENCE_ATTACKS, ReferenceAttack, ReferenceInputs, lira_statistic
+from miunlearn.audit.reference_attacks import REFERENCE_ATTACKS, ReferenceAttack, ReferenceInputs, lira_statistic
 from miunlearn.errors import MiunlearnError
 
 VARIANCES = ("global", "per-example")

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from miunlearn.attacks.audit import AUDIT_ATTACKS, AuditInputs
-from miunlearn.attacks.statistics import logit_confidence
+from miunlearn.audit.metrics import accuracy, average_gap, js_divergence, membership_gaussian_bound
+from miunlearn.audit.population import AUDIT_ATTACKS, AuditInputs
 from miunlearn.data import TensorData
-from miunlearn.evaluation.metrics import accuracy, average_gap, js_divergence, membership_gaussian_bound
+from miunlearn.statistics import logit_confidence
 from miunlearn.training import predict_logits, resolve_device
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy.spatial.distance import jensenshannon
 
-from miunlearn.attacks.statistics import logit_confidence
+from miunlearn.statistics import logit_confidence
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from miunlearn.attacks.reference import REFERENCE_ATTACKS, ReferenceAttack, ReferenceInputs, true_class_probability
+from miunlearn.audit.reference_attacks import (
+    REFERENCE_ATTACKS,
+    ReferenceAttack,
+    ReferenceInputs,
+    true_class_probability,
+)
 
 
 def rmia_scores(target: np.ndarray, ref: np.ndarray, member: np.ndarray, population_target: np.ndarray,

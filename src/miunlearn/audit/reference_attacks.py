@@ -1,7 +1,7 @@
 """Per-example membership attacks that calibrate each sample against reference models (LiRA, RMIA).
 
 They are the strong, independent audit: the reference models are trained by the auditor on random
-halves of a pool holding D_train and D_audit (:mod:`miunlearn.evaluation.reference_models`), never the
+halves of a pool holding D_train and D_audit (:mod:`miunlearn.audit.reference_models`), never the
 unlearner's shadow models. An attack maps the outputs of one audited model and of the reference models
 on the scored samples to one membership score per sample (higher: more member-like).
 """
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from miunlearn.attacks.statistics import logit_confidence
 from miunlearn.errors import MiunlearnError
 from miunlearn.registry import Registry
+from miunlearn.statistics import logit_confidence
 
 
 @dataclass

@@ -19,8 +19,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from miunlearn.attacks.statistics import cross_entropy, entropy, modified_entropy, true_class_probability
 from miunlearn.registry import Registry
+from miunlearn.statistics import cross_entropy, entropy, modified_entropy, true_class_probability
 
 
 @dataclass

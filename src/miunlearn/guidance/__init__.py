@@ -1,0 +1,10 @@
+"""What steers an unlearner: privacy approximators fitted on shadow models.
+
+Nothing here judges a result; that is :mod:`miunlearn.audit`, which never imports this package.
+"""
+
+from miunlearn.guidance.approximators import APPROXIMATORS, PrivacyApproximator, fit_approximator, load_approximator
+from miunlearn.guidance.shadows import ShadowOutputs, train_shadows
+
+__all__ = ["APPROXIMATORS", "PrivacyApproximator", "ShadowOutputs", "fit_approximator", "load_approximator",
+           "train_shadows"]
