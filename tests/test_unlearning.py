@@ -149,3 +149,18 @@ def test_remi_frozen_names_must_exist(request_parts):
     parts = dict(request_parts)
     with pytest.raises(MiunlearnError, match="remi.frozen: no parameter named 'layer9'"):
         unlearn(parts.pop("model"), method="remi", config={"frozen": ["layer9"]}, **parts)
+
+
+def test_retrain_starts_from_its_own_initialisation():
+    """The gold standard is an independent retraining: its initial weights are not the original's, which the
+    pipeline draws after the same seed number (``train.seed`` = ``seed`` = 0 by default)."""
+    from miunlearn.unlearning.retrain import independent_seed, reinitialise
+
+    info = DatasetInfo("blobs", (8,), 5, is_image=False)
+    torch.manual_seed(0)
+    original_init = build_model("mlp", info)
+    retrain_init = reinitialise(build_model("mlp", info), independent_seed(0))
+    for a, b in zip(original_init.state_dict().values(), retrain_init.state_dict().values()):
+        if a.is_floating_point() and a.numel() > 1:
+            assert not torch.equal(a, b)
+    assert independent_seed(0) != independent_seed(1)
