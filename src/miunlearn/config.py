@@ -96,8 +96,12 @@ class TrainConfig:
 class ApproximatorConfig:
     """The privacy approximation function ``A`` that guides ReMI (spec: "Privacy approximation")."""
 
-    name: str = "shadow-nn"
+    name: str = "per-example"
     num_shadows: int = 2
+    """Shadow models (``per-example``: OUT models at the target's training-set size)."""
+    calibration_fraction: float = 0.1
+    """``per-example``: share of D_shadow ∪ D_ref held out from the OUT models as calibration samples (never seen
+    by the target nor the OUT models), against which ReMI's stopping rule compares D_f."""
     top_k: int = 3
     hidden: int = 64
     attack_epochs: int = 300

@@ -17,13 +17,12 @@ from miunlearn.audit import AUDIT_ATTACKS, EvaluationSets, ModelOutputs, compare
 from miunlearn.config import RunConfig, save_config
 from miunlearn.data import DATASETS, FORGET_SELECTORS, Dataset, Splits, load_dataset, prepare_splits
 from miunlearn.errors import MiunlearnError
-from miunlearn.guidance import APPROXIMATORS, fit_approximator, load_approximator, train_shadows
-from miunlearn.guidance.shadows import shadow_store
+from miunlearn.guidance import APPROXIMATORS, load_approximator, prepare_approximator
 from miunlearn.io import atomic_write, staged_run_dir, write_json
 from miunlearn.models import MODELS, build_model, load_weights, save_weights
 from miunlearn.reporting import format_table, plot_roc, plot_s_histograms, print_table
 from miunlearn.training import resolve_device, train_model
-from miunlearn.training.executors import ModelSpec, build_executor, validate_executor_config
+from miunlearn.training.executors import validate_executor_config
 from miunlearn.training.loop import place_model, validate_train_config
 from miunlearn.unlearning import METHODS, UnlearningMethod, build_method, unlearn
 
@@ -113,13 +112,9 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
         console.log(f"fitting approximator {config.approximator.name} on "
                     f"{config.approximator.num_shadows} shadow model(s)")
         start = time.perf_counter()
-        store = shadow_store(config, dataset.info.num_classes, splits.shadow)
-        outputs = train_shadows(ModelSpec(config.model.name, dataset.info, config.model.width), shadow, config.train,
-                                config.approximator.num_shadows, config.seed, build_executor(config.executor), store,
-                                console)
-        approximator = fit_approximator(config.approximator, outputs)
+        approximator, trained_now = prepare_approximator(config, dataset, splits, console)
         timings["approximator_fit"] = time.perf_counter() - start
-        shadows_loaded = config.approximator.num_shadows - outputs.trained_now
+        shadows_loaded = config.approximator.num_shadows - trained_now
 
     models: dict[str, nn.Module] = {"original": target} | dict.fromkeys(methods, target)
     requests = split_requests(splits.forget, config.forget.requests, config.forget.seed)

@@ -16,16 +16,19 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from sklearn.metrics import roc_curve
 from torch import nn
 
-from miunlearn.config import ApproximatorConfig, from_dict
+from miunlearn.config import ApproximatorConfig, RunConfig, from_dict
+from miunlearn.data import Dataset, Splits
 from miunlearn.errors import MiunlearnError
-from miunlearn.guidance.shadows import ShadowOutputs
+from miunlearn.guidance.shadows import ShadowOutputs, shadow_store, train_shadows
 from miunlearn.registry import Registry
 from miunlearn.statistics import cross_entropy, logit_confidence, output_features
+from miunlearn.training.executors import ModelSpec, build_executor
 
 APPROXIMATORS: Registry[type[PrivacyApproximator]] = Registry("approximator")
 
@@ -41,6 +44,26 @@ class PrivacyApproximator(nn.Module):
         super().__init__()
         self.config = config
         self.num_classes = num_classes
+
+    @classmethod
+    def prepare(cls, config: RunConfig, dataset: Dataset, splits: Splits, console: Console) -> tuple[
+            PrivacyApproximator, int]:
+        """Train (or load from the artefact store) what this approximator is fitted on, and fit it, once per
+        target; returns it and how many models were trained now. Default: the shadow models of D_shadow."""
+        store = shadow_store(config, dataset.info.num_classes, splits.shadow)
+        outputs = train_shadows(ModelSpec(config.model.name, dataset.info, config.model.width),
+                                dataset.pool.subset(splits.shadow), config.train, config.approximator.num_shadows,
+                                config.seed, build_executor(config.executor), store, console)
+        return fit_approximator(config.approximator, outputs), outputs.trained_now
+
+    @classmethod
+    def rebuild(cls, config: ApproximatorConfig, num_classes: int, meta: dict) -> PrivacyApproximator:
+        """An unfitted instance shaped as the saved one (``meta``: :meth:`metadata` at save time)."""
+        return cls(config, num_classes)
+
+    def metadata(self) -> dict:
+        """What :meth:`rebuild` needs besides the config, saved with the weights."""
+        return {}
 
     @abstractmethod
     def fit(self, shadow: ShadowOutputs) -> PrivacyApproximator:
@@ -63,7 +86,8 @@ class PrivacyApproximator(nn.Module):
     def save(self, path: str | Path) -> None:
         from miunlearn.io import atomic_path
 
-        meta = {"approximator": self.name, "num_classes": self.num_classes, "config": asdict(self.config)}
+        meta = {"approximator": self.name, "num_classes": self.num_classes, "config": asdict(self.config),
+                **self.metadata()}
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata={"miunlearn": json.dumps(meta)})
@@ -73,6 +97,13 @@ def fit_approximator(config: ApproximatorConfig, shadow: ShadowOutputs) -> Priva
     """Build the approximator named in ``config`` and fit it on shadow outputs."""
     cls = APPROXIMATORS.get(config.name)
     return cls(config, shadow.num_classes).fit(shadow).freeze()
+
+
+def prepare_approximator(config: RunConfig, dataset: Dataset, splits: Splits,
+                         console: Console | None = None) -> tuple[PrivacyApproximator, int]:
+    """The approximator ``config.approximator`` names, fitted for this target; and how many models it trained."""
+    cls = APPROXIMATORS.get(config.approximator.name)
+    return cls.prepare(config, dataset, splits, console or Console(stderr=True, quiet=True))
 
 
 def load_approximator(path: str | Path) -> PrivacyApproximator:
@@ -87,7 +118,7 @@ def load_approximator(path: str | Path) -> PrivacyApproximator:
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise MiunlearnError(f"{path} is not a miunlearn approximator file ({exc})") from None
     config = from_dict(ApproximatorConfig, meta["config"], "approximator")
-    approximator = APPROXIMATORS.get(meta["approximator"])(config, meta["num_classes"])
+    approximator = APPROXIMATORS.get(meta["approximator"]).rebuild(config, meta["num_classes"], meta)
     approximator.load_state_dict(state)
     return approximator.freeze()
 

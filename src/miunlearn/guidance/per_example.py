@@ -1,0 +1,148 @@
+"""The per-example approximator: OUT models that predict, per sample, what a retrained model would output.
+
+A model trained on data disjoint from D_train is an OUT model for *every* sample of D_train, so K of them,
+trained once per target at the target's training-set size and recipe on D_shadow ∪ D_ref, give each
+forgotten sample its own OUT mean ``μ_out(x)`` of ``s`` and a pooled spread ``σ_out`` (spec: "Beyond the
+paper: per-example targets"). A slice of that pool is held out from every OUT model: calibration samples,
+never seen by the target nor by the OUT models, whose z-scores ``(s − μ_out)/σ_out`` show how a non-member
+looks under the current model. The models live in the artefact store and inside the saved approximator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from miunlearn.artefacts import model_key, open_store, store_folder
+from miunlearn.config import ApproximatorConfig, RunConfig
+from miunlearn.data import Dataset, DatasetInfo, Splits, TensorData
+from miunlearn.errors import MiunlearnError
+from miunlearn.guidance.approximators import APPROXIMATORS, PrivacyApproximator, _log_normal
+from miunlearn.guidance.shadows import ShadowOutputs
+from miunlearn.statistics import logit_confidence
+from miunlearn.training import predict_logits
+from miunlearn.training.executors import ModelJob, ModelSpec, build_executor
+
+
+def out_model_plan(splits: Splits, calibration_fraction: float, count: int, seed: int) -> dict[str, np.ndarray]:
+    """Which samples the OUT models train on: pool = D_shadow ∪ D_ref minus the calibration slice; model k
+    trains on the first ``min(|D_train|, |pool|)`` samples of its own permutation of the pool."""
+    if not 0 < calibration_fraction < 1:
+        raise MiunlearnError(f"approximator.calibration_fraction must be in (0, 1), got {calibration_fraction}")
+    candidates = np.union1d(splits.shadow, splits.ref)
+    rng = np.random.default_rng([seed, 0x0E7])
+    shuffled = rng.permutation(candidates)
+    n_cal = max(2, int(round(calibration_fraction * len(candidates))))
+    calibration, pool = np.sort(shuffled[:n_cal]), np.sort(shuffled[n_cal:])
+    size = min(len(splits.train), len(pool))
+    orders = np.stack([rng.permutation(len(pool))[:size] for _ in range(count)])
+    return {"pool_indices": pool, "calibration": calibration, "orders": orders}
+
+
+def out_store(config: RunConfig, num_classes: int, plan: dict[str, np.ndarray]) -> Path:
+    key = model_key(config, num_classes, "out", config.seed, config.approximator.num_shadows)
+    key["calibration_fraction"] = config.approximator.calibration_fraction
+    folder = store_folder("out-models", key, config.executor.cache_dir)
+    open_store(folder, key, plan, "OUT models", "delete that folder to retrain them")
+    return folder
+
+
+@APPROXIMATORS.register("per-example")
+class PerExampleOut(PrivacyApproximator):
+    """``μ_out(x)`` from K OUT models, a pooled ``σ_out``, and held-out calibration samples.
+
+    As a membership logit (``forward``, for ReMI's population objective and reports) it is a global Gaussian
+    likelihood ratio on ``s``: IN fitted on the OUT models' own training samples, OUT on the calibration samples.
+    """
+
+    name = "per-example"
+    statistics = ("s",)
+
+    def __init__(self, config: ApproximatorConfig, num_classes: int, spec: ModelSpec | None = None,
+                 count: int = 0, calibration_size: int = 0) -> None:
+        super().__init__(config, num_classes)
+        self.spec = spec
+        self.out_models = nn.ModuleList([spec() for _ in range(count)] if spec is not None else [])
+        shape = spec.info.input_shape if spec is not None else ()
+        self.register_buffer("calibration_x", torch.zeros(calibration_size, *shape))
+        self.register_buffer("calibration_y", torch.zeros(calibration_size, dtype=torch.long))
+        for key in ("sigma_out", "mu_in", "sigma_in", "mu_non_member", "sigma_non_member"):
+            self.register_buffer(key, torch.ones(()))
+
+    @classmethod
+    def prepare(cls, config: RunConfig, dataset: Dataset, splits: Splits, console: Console) -> tuple[
+            PerExampleOut, int]:
+        count = config.approximator.num_shadows
+        plan = out_model_plan(splits, config.approximator.calibration_fraction, count, config.seed)
+        store = out_store(config, dataset.info.num_classes, plan)
+        spec = ModelSpec(config.model.name, dataset.info, config.model.width)
+        pool = dataset.pool.subset(plan["pool_indices"])
+        jobs = [ModelJob(spec, plan["orders"][k], replace(config.train, seed=config.seed * 1000 + 500 + k),
+                         store / f"out-{k:02d}.safetensors", f"OUT model {k + 1}/{count}") for k in range(count)]
+        result = build_executor(config.executor).run(jobs, pool, console)
+        calibration = dataset.pool.subset(plan["calibration"])
+        approximator = cls(config.approximator, dataset.info.num_classes, spec, count, len(calibration))
+        for mine, trained in zip(approximator.out_models, result.models):
+            mine.load_state_dict(trained.state_dict())
+        approximator.calibration_x.copy_(calibration.x)
+        approximator.calibration_y.copy_(calibration.y)
+        members = [pool.subset(order[:1000]) for order in plan["orders"]]
+        approximator.fit_statistics(members)
+        return approximator.freeze(), result.trained
+
+    @classmethod
+    def rebuild(cls, config: ApproximatorConfig, num_classes: int, meta: dict) -> PerExampleOut:
+        model = meta["model"]
+        info = DatasetInfo(**{**model["info"], "input_shape": tuple(model["info"]["input_shape"])})
+        return cls(config, num_classes, ModelSpec(model["name"], info, model["width"]), meta["count"],
+                   meta["calibration_size"])
+
+    def metadata(self) -> dict:
+        return {"model": {"name": self.spec.name, "info": asdict(self.spec.info), "width": self.spec.width},
+                "count": len(self.out_models), "calibration_size": len(self.calibration_y)}
+
+    def fit(self, shadow: ShadowOutputs) -> PerExampleOut:
+        raise MiunlearnError("the per-example approximator is fitted from its own OUT models (prepare), "
+                             "not from shadow outputs")
+
+    @property
+    def calibration(self) -> TensorData:
+        return TensorData(self.calibration_x, self.calibration_y)
+
+    def fit_statistics(self, members: list[TensorData]) -> None:
+        """Pooled ``σ_out`` and the global IN/OUT Gaussians, from the OUT models' outputs.
+
+        ``σ_out`` is the spread of one model's ``s`` around the mean of the *other* OUT models (leave one out):
+        the spread a retrained model's ``s`` shows around ``μ_out``. With one model there is no such spread;
+        then it is the spread of ``s`` over the calibration samples (wider: a cautious z-score)."""
+        s = self._scores(self.calibration)  # (K, n_cal)
+        if len(s) > 1:
+            loo = (s.sum(0, keepdim=True) - s) / (len(s) - 1)
+            spread = (s - loo).std() * (1 - 1 / len(s)) ** 0.5  # remove the leave-one-out mean's own noise
+        else:
+            spread = s.std()
+        self.sigma_out.fill_(float(spread.clamp_min(1e-3)))
+        member_s = torch.cat([logit_confidence(predict_logits(m, d), d.y) for m, d in zip(self.out_models, members)])
+        for mu, sigma, values in ((self.mu_in, self.sigma_in, member_s),
+                                  (self.mu_non_member, self.sigma_non_member, s)):
+            mu.fill_(float(values.mean()))
+            sigma.fill_(float(values.std().clamp_min(1e-3)))
+
+    @torch.no_grad()
+    def _scores(self, data: TensorData) -> torch.Tensor:
+        """``s`` of every OUT model on ``data``: (K, n), on the CPU."""
+        return torch.stack([logit_confidence(predict_logits(m, data), data.y.cpu()) for m in self.out_models])
+
+    def out_statistics(self, data: TensorData) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample ``μ_out`` of ``s`` on ``data`` (on ``data``'s device) and the pooled ``σ_out``."""
+        mu = self._scores(data).mean(0).to(data.y.device)
+        return mu, self.sigma_out.to(data.y.device)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        s = logit_confidence(logits.float(), labels)
+        return _log_normal(s, self.mu_in, self.sigma_in) - _log_normal(s, self.mu_non_member, self.sigma_non_member)
