@@ -34,6 +34,9 @@ class DataConfig:
     """Use at most this many samples of the training pool (before the role split), for fast runs."""
     test_subset: int | None = None
     """Use at most this many test samples."""
+    label_noise: float = 0.0
+    """Share of the training pool whose labels are replaced by another class, drawn at random (test labels are
+    kept): a target then memorises those samples, so membership leaks, as in the demo."""
     train_fraction: float = 0.4
     ref_fraction: float = 0.1
     shadow_fraction: float = 0.3

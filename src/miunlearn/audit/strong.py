@@ -2,7 +2,9 @@
 
 ``miunlearn audit RUN_DIR`` scores D_f (members of the original target) against D_audit (never seen by
 any model but the reference ones) with LiRA and RMIA for every model in the run, optionally runs the
-U-LiRA-style per-example test (Hayes et al. 2024) and the NeurIPS 2023 challenge score, and writes
+U-LiRA-style per-example test (Hayes et al. 2024) and the NeurIPS 2023 challenge score, gives each method a
+verdict against retraining from every attack's AUC and TPR at the lowest FPR (:mod:`miunlearn.audit.verdict`),
+and writes
 ``audit.json`` and ``audit_scores.npz`` into the run folder (atomically; ``audit.json`` last).
 
 Independence: this package imports nothing from :mod:`miunlearn.guidance` or :mod:`miunlearn.unlearning`
@@ -31,6 +33,7 @@ from miunlearn.audit.lira import VARIANCES, lira_online
 from miunlearn.audit.metrics import accuracy
 from miunlearn.audit.reference_attacks import REFERENCE_ATTACKS, ReferenceInputs, lira_statistic
 from miunlearn.audit.reference_models import ReferenceModels, membership_matrix, prepare_reference_models
+from miunlearn.audit.verdict import verdicts
 from miunlearn.config import ExecutorConfig, RunConfig, from_dict, load_config, parse_overrides
 from miunlearn.data import Dataset, Splits, TensorData, load_dataset
 from miunlearn.errors import MiunlearnError
@@ -224,6 +227,8 @@ def run_strong_audit(run_dir: str | Path, config: StrongAuditConfig | None = Non
         report["ulira"] = _ulira(run, refs, config, scored, member[:, :n_f], device, console, scores, replay)
     if config.challenge_copies:
         report["challenge"] = _challenge(run, config, device, console, replay)
+    report["verdicts"] = verdicts(scores, config.attacks, list(run.models), config.fprs[0], config.bootstrap,
+                                  config.seed)
     with atomic_path(run.path / "audit_scores.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **scores)
     write_json(run.path / "audit.json", report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from miunlearn.config import DataConfig, ForgetConfig
 from miunlearn.data import cifar10, digits, fashion_mnist, location, npz  # noqa: F401  (register loaders)
@@ -26,7 +27,20 @@ def load_dataset(config: DataConfig) -> Dataset:
         if cap < len(part):
             keep = np.sort(np.random.default_rng(config.seed).choice(len(part), size=cap, replace=False))
             setattr(dataset, attr, part.subset(keep))
+    if not 0 <= config.label_noise < 1:
+        raise MiunlearnError(f"data.label_noise must be in [0, 1), got {config.label_noise}")
+    if config.label_noise:
+        dataset.pool = noisy_labels(dataset.pool, config.label_noise, dataset.info.num_classes, config.seed)
     return dataset
+
+
+def noisy_labels(data: TensorData, share: float, num_classes: int, seed: int) -> TensorData:
+    """``data`` with ``share`` of its labels moved to a uniformly drawn *other* class."""
+    rng = np.random.default_rng([seed, 0x1AB])
+    flip = rng.choice(len(data), size=int(round(share * len(data))), replace=False)
+    y = data.y.clone()
+    y[flip] = (y[flip] + torch.from_numpy(rng.integers(1, num_classes, len(flip)))) % num_classes
+    return TensorData(data.x, y)
 
 
 def prepare_splits(dataset: Dataset, data: DataConfig, forget: ForgetConfig) -> Splits:

@@ -56,9 +56,10 @@ def verdicts(audit: dict) -> list[str]:
     results = audit["attacks"]
     if not results or "original" not in next(iter(results.values())):
         return []
+    headline = [f"Verdict — {model}: {v['sentence']}." for model, v in audit.get("verdicts", {}).items()]
     attack = strongest_attack(results)
     by_model = results[attack]
-    lines = [f"Strongest attack (highest AUC on the original model): {attack}, AUC "
+    lines = headline + [f"Strongest attack (highest AUC on the original model): {attack}, AUC "
              f"{_fmt(by_model['original']['auc'], by_model['original'].get('auc_ci'))} on the original."]
     base = by_model.get("retrain")
     for model, r in by_model.items():
@@ -68,9 +69,8 @@ def verdicts(audit: dict) -> list[str]:
         judged = "compare the values"
         if "distinguishable" in diff:
             lo, hi = diff["auc_difference_ci"]
-            judged = (f"difference {diff['auc_difference']:+.3f} (paired 95% CI [{lo:+.3f}, {hi:+.3f}]): "
-                      + ("distinguishable from retraining" if diff["distinguishable"]
-                         else "not distinguishable from retraining at this sample size"))
+            judged = (f"AUC difference {diff['auc_difference']:+.3f} (paired 95% CI [{lo:+.3f}, {hi:+.3f}]; "
+                      "AUC alone, the verdict also reads TPR at low FPR)")
         lines.append(f"{model}: AUC {_fmt(r['auc'], r.get('auc_ci'))} vs retrain "
                      f"{_fmt(base['auc'], base.get('auc_ci'))}; {judged}.")
     for model, r in (audit.get("ulira") or {}).items():

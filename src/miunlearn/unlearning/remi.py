@@ -65,7 +65,10 @@ class RemiConfig:
     """SGD only."""
     weight_decay: float = 0.0
     epochs: int = 30
-    """Budget: passes over D_f."""
+    """Budget: passes over D_f (each at least ``min_steps`` steps)."""
+    min_steps: int = 10
+    """A pass over D_f takes at least this many steps (a small D_f is cycled), so a request of a few dozen samples
+    still gets a few steps between two checks of the stopping rule."""
     forget_batch: int = 32
     retain_batch: int = 64
     ref_batch: int = 64
@@ -125,7 +128,8 @@ def distribution_match(forget: torch.Tensor, held_out: torch.Tensor, tail: float
 
     ``ad_p``: Anderson–Darling k-sample p-value (scipy caps it to [0.001, 0.25]; it weighs the tails);
     ``tail_p``: one-sided binomial p-value that more of D_f than ``tail`` lies above the held-out
-    ``1 - tail`` quantile (a member-like tail); ``shift``: median difference (negative: overshot)."""
+    ``1 - tail`` quantile (a member-like tail); ``shift``: median difference (negative: overshot);
+    ``distance``: the 1-Wasserstein distance between the two, which keeps falling where the tests saturate."""
     f, h = forget.detach().double().cpu().numpy(), held_out.detach().double().cpu().numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -133,7 +137,7 @@ def distribution_match(forget: torch.Tensor, held_out: torch.Tensor, tail: float
     above = int((f > np.quantile(h, 1 - tail)).sum())
     tail_p = float(stats.binomtest(above, len(f), tail, alternative="greater").pvalue)
     return {"ad_statistic": float(ad.statistic), "ad_p": float(ad.pvalue), "tail_fraction": above / len(f),
-            "tail_p": tail_p, "shift": float(np.median(f) - np.median(h))}
+            "tail_p": tail_p, "shift": float(np.median(f) - np.median(h)), "distance": stats.wasserstein_distance(f, h)}
 
 
 class Objective(ABC):
@@ -323,7 +327,7 @@ class ReMI(UnlearningMethod):
         c = self.config
         OBJECTIVES.validate(c.objective)
         for key in ("alpha", "beta", "likelihood", "gamma", "lr", "momentum", "weight_decay", "member_tolerance",
-                    "kl_threshold", "min_epochs"):
+                    "kl_threshold", "min_epochs", "min_steps"):
             if getattr(c, key) is not None and getattr(c, key) < 0:
                 raise MiunlearnError(f"remi.{key} must not be negative, got {getattr(c, key)}")
         if c.lr == 0:
@@ -382,13 +386,13 @@ class ReMI(UnlearningMethod):
             reason = objective.reached(status)
             if reason:
                 return history, f"{reason} before any step"
-            best = (status.get("ad_statistic", np.inf), 0.0, copy.deepcopy(model.state_dict()))
-        steps_per_epoch = -(-len(forget) // c.forget_batch)
+            best = (status.get("distance", np.inf), 0.0, copy.deepcopy(model.state_dict()))
+        steps_per_epoch = max(-(-len(forget) // c.forget_batch), c.min_steps)
         check_at = {round(steps_per_epoch * (i + 1) / c.checks_per_epoch) for i in range(c.checks_per_epoch)}
         sums: dict[str, float] = {}
         steps, start = 0, time.perf_counter()
         for epoch in progress(range(c.epochs), c.epochs, "remi", request.recipe.progress):
-            for i, f_idx in enumerate(batches(len(forget), c.forget_batch, generator, device), 1):
+            for i, f_idx in enumerate(self._epoch_batches(len(forget), steps_per_epoch, generator, device), 1):
                 if len(f_idx) >= 2:
                     for key, value in self._step(model, objective, optimizer, generator, forget, retain, reference,
                                                  anchor, f_idx, request).items():
@@ -406,20 +410,30 @@ class ReMI(UnlearningMethod):
                 reason = objective.reached(status)
                 if reason:
                     return history, f"{reason} after {done:.3g} epoch(s)"
-                if "ad_statistic" not in status:
+                if "distance" not in status:
                     continue
-                if best is None or status["ad_statistic"] < best[0]:
-                    best, stale = (status["ad_statistic"], done, copy.deepcopy(model.state_dict())), 0
+                if best is None or status["distance"] < best[0]:
+                    best, stale = (status["distance"], done, copy.deepcopy(model.state_dict())), 0
                 else:
                     stale += 1
                 if stale >= c.patience:
                     model.load_state_dict(best[2])
                     return history, (f"no closer to the held-out distribution for {stale} checks: kept the closest "
                                      f"model (after {best[1]:.3g} epoch(s)); its test still rejects at level {c.level}")
-        if best is not None and history[-1].get("ad_statistic", np.inf) > best[0]:
+        if best is not None and history[-1].get("distance", np.inf) > best[0]:
             model.load_state_dict(best[2])
             return history, f"epoch budget ({c.epochs}) reached: kept the closest model (after {best[1]:.3g} epoch(s))"
         return history, f"epoch budget ({c.epochs}) reached"
+
+    def _epoch_batches(self, n: int, steps: int, generator: torch.Generator, device: torch.device):
+        """``steps`` forget batches: shuffled passes over D_f, as many as it takes (a small D_f is cycled)."""
+        done = 0
+        while done < steps:
+            for f_idx in batches(n, self.config.forget_batch, generator, device):
+                if done == steps:
+                    return
+                done += 1
+                yield f_idx
 
     def _trainable(self, model: nn.Module) -> list[nn.Parameter]:
         """The parameters ReMI may change: all but ``frozen``'s, each of whose prefixes must name some."""
