@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,10 @@ from miunlearn.audit import accuracy
 from miunlearn.config import ApproximatorConfig, TrainConfig
 from miunlearn.data import DatasetInfo, TensorData
 from miunlearn.guidance import train_shadows
-from miunlearn.statistics import cross_entropy
+from miunlearn.guidance.per_example import PerExampleOut
+from miunlearn.training.executors import ModelSpec
+from miunlearn.statistics import cross_entropy, logit_confidence
+from miunlearn.unlearning.remi import distribution_match
 
 RECIPE = TrainConfig(epochs=40, weight_decay=0, progress=False)
 
@@ -46,10 +51,34 @@ def request_parts(blobs_npz):
     torch.manual_seed(0)
     target = build_model("mlp", info, 128)
     train_model(target, train, RECIPE)
-    outputs = train_shadows(lambda: build_model("mlp", info, 128), shadow, RECIPE, 1, seed=0)
-    approximator = fit_approximator(ApproximatorConfig(attack_epochs=100), outputs)
     return {"model": target, "forget": forget, "retain": retain, "reference": reference,
-            "approximator": approximator, "recipe": RECIPE}
+            "approximator": per_example_approximator(info, shadow, reference), "recipe": RECIPE}
+
+
+def per_example_approximator(info: DatasetInfo, shadow: TensorData, reference: TensorData) -> PerExampleOut:
+    """Two OUT models at D_train's size (500) on overlapping parts of D_shadow; calibration: half of D_ref."""
+    spec = ModelSpec("mlp", info, 128)
+    parts = [shadow.subset(range(0, 500)), shadow.subset(range(300, 800))]
+    models = [_trained(spec, part, k) for k, part in enumerate(parts)]
+    return PerExampleOut.from_models(ApproximatorConfig(num_shadows=2), spec, models,
+                                     reference.subset(range(150)), parts)
+
+
+def _trained(spec: ModelSpec, part: TensorData, k: int):
+    torch.manual_seed(100 + k)
+    model = spec()
+    train_model(model, part, replace(RECIPE, seed=100 + k))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def shadow_nn(blobs_npz, request_parts):
+    """The spec's default approximator (an MLP attack on one shadow model), for the population objective."""
+    with np.load(blobs_npz) as f:
+        data = TensorData(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]))
+    info = DatasetInfo("blobs", (data.x.shape[1],), 5, is_image=False)
+    outputs = train_shadows(lambda: build_model("mlp", info, 128), data.subset(range(800, 1600)), RECIPE, 1, seed=0)
+    return fit_approximator(ApproximatorConfig(name="shadow-nn", attack_epochs=100), outputs)
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +121,9 @@ def test_method_contract(method, request_parts, held_out):
     assert forgets, "forget-set membership (accuracy or loss-attack AUC) of a memorised set must drop"
 
 
-def test_remi_records_the_three_loss_terms(request_parts):
-    parts = dict(request_parts)
-    result = unlearn(parts.pop("model"), method="remi", **parts)
+def test_remi_population_objective_records_the_three_loss_terms(request_parts, shadow_nn):
+    parts = dict(request_parts, approximator=shadow_nn)
+    result = unlearn(parts.pop("model"), method="remi", config={"objective": "population", "min_epochs": 1}, **parts)
     for row in result.record.history:
         assert {"ce", "leakage", "kl", "forget_member_prob", "ref_member_prob", "kl_full"} <= set(row)
     first, last = result.record.history[0], result.record.history[-1]
@@ -164,3 +193,71 @@ def test_retrain_starts_from_its_own_initialisation():
         if a.is_floating_point() and a.numel() > 1:
             assert not torch.equal(a, b)
     assert independent_seed(0) != independent_seed(1)
+
+
+def _s(model, data):
+    with torch.no_grad():
+        return logit_confidence(model(data.x), data.y)
+
+
+def test_per_example_approximator_predicts_a_new_out_models_statistic(request_parts, blobs_npz):
+    """μ_out(x) tracks the ``s`` of a model it never saw (trained without D_train) far better than one mean does."""
+    with np.load(blobs_npz) as f:
+        data = TensorData(torch.from_numpy(f["x"]), torch.from_numpy(f["y"]))
+    info = DatasetInfo("blobs", (data.x.shape[1],), 5, is_image=False)
+    new_out = _trained(ModelSpec("mlp", info, 128), data.subset(range(1000, 1500)), 7)
+    train = TensorData(torch.cat([request_parts["forget"].x, request_parts["retain"].x]),
+                       torch.cat([request_parts["forget"].y, request_parts["retain"].y]))
+    mu, sigma = request_parts["approximator"].out_statistics(train)
+    s = _s(new_out, train)
+    per_example_error, pooled_error = (s - mu).abs().mean(), (s - mu.mean()).abs().mean()
+    assert per_example_error < 0.6 * pooled_error
+    assert 0.2 < float(((s - mu) / sigma).std()) < 5, "σ_out is on the scale of a new model's deviations"
+
+
+def test_remi_per_example_moves_forget_z_scores_to_held_out_ones_without_collapsing_accuracy(request_parts, held_out):
+    parts = dict(request_parts)
+    model = parts.pop("model")
+    approximator = parts["approximator"]
+    result = unlearn(model, method="remi", **parts)
+    mu_f, sigma = approximator.out_statistics(parts["forget"])
+    mu_cal, _ = approximator.out_statistics(approximator.calibration)
+
+    def distance(m):
+        z_f = (_s(m, parts["forget"]) - mu_f) / sigma
+        z_cal = (_s(m, approximator.calibration) - mu_cal) / sigma
+        return distribution_match(z_f, z_cal)["distance"]
+
+    assert distance(result.model) < 0.5 * distance(model)
+    with torch.no_grad():
+        forget_acc = accuracy(result.model(parts["forget"].x), parts["forget"].y)
+        held_out_acc = accuracy(model(held_out.x), held_out.y)
+    assert forget_acc >= held_out_acc - 0.15, "forgetting means non-member-like, not wrong"
+    assert result.record.history[-1]["distance"] >= 0
+    assert any(key in result.record.stop_reason for key in ("Anderson–Darling", "closest", "budget"))
+
+
+def test_remi_stops_at_once_on_a_request_that_is_already_met(request_parts, held_out):
+    """Samples the target never saw are already "forgotten": the stopping rule says so within a pass."""
+    parts = dict(request_parts, forget=held_out.subset(range(100)))
+    result = unlearn(parts.pop("model"), method="remi", **parts)
+    assert "Anderson–Darling" in result.record.stop_reason
+    assert result.record.history[-1]["epoch"] <= 1
+
+
+def test_remi_forgets_a_whole_class_like_retraining(request_parts):
+    parts = dict(request_parts)
+    model = parts.pop("model")
+    train = TensorData(torch.cat([parts["forget"].x, parts["retain"].x]), torch.cat([parts["forget"].y,
+                                                                                      parts["retain"].y]))
+    forget, retain = train.subset(np.flatnonzero(train.y == 0)), train.subset(np.flatnonzero(train.y != 0))
+    parts.update(forget=forget, retain=retain)
+    remi = unlearn(model, method="remi", **parts)
+    retrain = unlearn(model, method="retrain", **{k: parts[k] for k in ("forget", "retain", "recipe")})
+    with torch.no_grad():
+        acc = {name: (accuracy(m(forget.x), forget.y), accuracy(m(retain.x), retain.y))
+               for name, m in (("original", model), ("remi", remi.model), ("retrain", retrain.model))}
+    assert acc["original"][0] > 0.9 and acc["retrain"][0] < 0.05
+    assert abs(acc["remi"][0] - acc["retrain"][0]) <= 0.05, acc
+    assert acc["remi"][1] >= acc["original"][1] - 0.05, acc
+    assert "names the forgotten classes" in remi.record.stop_reason

@@ -85,15 +85,22 @@ class PerExampleOut(PrivacyApproximator):
         jobs = [ModelJob(spec, plan["orders"][k], replace(config.train, seed=config.seed * 1000 + 500 + k),
                          store / f"out-{k:02d}.safetensors", f"OUT model {k + 1}/{count}") for k in range(count)]
         result = build_executor(config.executor).run(jobs, pool, console)
-        calibration = dataset.pool.subset(plan["calibration"])
-        approximator = cls(config.approximator, dataset.info.num_classes, spec, count, len(calibration))
-        for mine, trained in zip(approximator.out_models, result.models):
+        members = [pool.subset(order[:1000]) for order in plan["orders"]]
+        return (cls.from_models(config.approximator, spec, result.models, dataset.pool.subset(plan["calibration"]),
+                                members), result.trained)
+
+    @classmethod
+    def from_models(cls, config: ApproximatorConfig, spec: ModelSpec, models: list[nn.Module],
+                    calibration: TensorData, members: list[TensorData]) -> PerExampleOut:
+        """Fit from trained OUT models (``spec`` builds their architecture), samples none of them nor the target
+        saw (``calibration``), and some of each model's own training samples (``members``, for ``forward``)."""
+        approximator = cls(config, spec.info.num_classes, spec, len(models), len(calibration))
+        for mine, trained in zip(approximator.out_models, models):
             mine.load_state_dict(trained.state_dict())
         approximator.calibration_x.copy_(calibration.x)
         approximator.calibration_y.copy_(calibration.y)
-        members = [pool.subset(order[:1000]) for order in plan["orders"]]
         approximator.fit_statistics(members)
-        return approximator.freeze(), result.trained
+        return approximator.freeze()
 
     @classmethod
     def rebuild(cls, config: ApproximatorConfig, num_classes: int, meta: dict) -> PerExampleOut:

@@ -209,33 +209,19 @@ class PopulationObjective(Objective):
         return None
 
 
-class MatchingObjective(Objective):
-    """An objective whose stopping rule compares per-sample scores of D_f with those of held-out samples."""
-
-    def status(self, model: nn.Module) -> dict[str, float]:
-        forget, held_out = self.scores(model)
-        return distribution_match(forget, held_out)
-
-    @abstractmethod
-    def scores(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample scores on D_f and on the held-out samples under ``model``."""
-
-    def reached(self, status: dict[str, float]) -> str | None:
-        level = self.config.level
-        if status["ad_p"] >= level and status["tail_p"] >= level:
-            return (f"{self.what} (Anderson–Darling p={status['ad_p']:.3g}, {status['tail_fraction']:.1%} of D_f "
-                    f"above the held-out 95% quantile, tail p={status['tail_p']:.3g})")
-        return None
-
-    what = "D_f distributed like held-out samples"
+def match_reason(status: dict[str, float], level: float, what: str) -> str | None:
+    """The stopping rule of the matching objectives: neither test (distribution, upper tail) below ``level``."""
+    if status["ad_p"] >= level and status["tail_p"] >= level:
+        return (f"{what} (Anderson–Darling p={status['ad_p']:.3g}, {status['tail_fraction']:.1%} of D_f above the "
+                f"held-out 95% quantile, tail p={status['tail_p']:.3g})")
+    return None
 
 
 @OBJECTIVES.register("per-example")
-class PerExampleObjective(MatchingObjective):
+class PerExampleObjective(Objective):
     """Each forgotten sample's ``s`` toward its own OUT mean; stop when D_f's z-scores
     ``(s − μ_out(x)) / σ_out`` are distributed like those of calibration samples nobody trained on."""
 
-    what = "D_f's per-example z-scores distributed like held-out calibration samples'"
 
     def __init__(self, config: RemiConfig, request: UnlearningRequest, model: nn.Module, forget: TensorData,
                  reference: TensorData, device: torch.device) -> None:
@@ -268,13 +254,17 @@ class PerExampleObjective(MatchingObjective):
             self.targets = torch.quantile(z_cal.double(), (ranks + 0.5) / len(z_f)).to(z_f.dtype)
         return distribution_match(z_f, z_cal)
 
+    def reached(self, status: dict[str, float]) -> str | None:
+        return match_reason(status, self.config.level,
+                            "D_f's per-example z-scores distributed like held-out calibration samples'")
+
     @torch.no_grad()
     def scores(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         return tuple((logit_confidence(predict_logits(model, d).to(mu.device), d.y) - mu) / self.sigma
                      for d, mu in ((self.forget, self.mu_f), (self.calibration, self.mu_cal)))
 
 
-class ClassObjective(MatchingObjective):
+class ClassObjective(Objective):
     """Forget whole classes: D_r has none of them left, so a retrained model never saw them.
 
     Such a model spreads a forgotten class's samples over the remaining classes and gives its label the
@@ -283,7 +273,6 @@ class ClassObjective(MatchingObjective):
     stopping rule compares ``s`` of D_f under its own label with ``s`` of D_ref samples of the remaining
     classes under a forgotten label."""
 
-    what = "the forgotten classes scored like samples of the remaining classes under their labels"
 
     def __init__(self, config: RemiConfig, request: UnlearningRequest, model: nn.Module, forget: TensorData,
                  reference: TensorData, device: torch.device, classes: torch.Tensor) -> None:
@@ -307,9 +296,25 @@ class ClassObjective(MatchingObjective):
         return {"class_kl": (self.config.likelihood, kl)}
 
     @torch.no_grad()
-    def scores(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        return tuple(logit_confidence(predict_logits(model, d).to(d.y.device), d.y)
-                     for d in (self.forget, self.held_out))
+    def status(self, model: nn.Module) -> dict[str, float]:
+        """The match of ``s``, and how often the model still names a forgotten class on D_f vs on the held-out
+        samples of other classes (a retrained model never names it; the original here names it everywhere)."""
+        logits = [predict_logits(model, d).to(d.y.device) for d in (self.forget, self.held_out)]
+        named = [float(self.mask[lg.argmax(1)].float().mean()) for lg in logits]
+        hits = round(named[0] * len(self.forget))
+        rate = max(named[1], 1 / len(self.held_out))
+        return {**distribution_match(*(logit_confidence(lg, d.y) for lg, d in zip(logits, (self.forget,
+                                                                                           self.held_out)))),
+                "forget_named": named[0], "held_out_named": named[1],
+                "named_p": float(stats.binomtest(hits, len(self.forget), rate, alternative="greater").pvalue)}
+
+    def reached(self, status: dict[str, float]) -> str | None:
+        if status["named_p"] >= self.config.level:
+            return (f"the model names the forgotten classes on {status['forget_named']:.1%} of their samples, no "
+                    f"more often than on other classes' ({status['held_out_named']:.1%}; binomial "
+                    f"p={status['named_p']:.3g})")
+        return match_reason(status, self.config.level, "the forgotten classes scored like samples of the remaining "
+                            "classes under their labels")
 
 
 def forgotten_classes(forget: TensorData, retain: TensorData) -> torch.Tensor:
