@@ -72,13 +72,16 @@ def open_store(folder: Path, key: dict, arrays: dict[str, np.ndarray], what: str
     if folder.exists() and not folder.is_dir():
         raise MiunlearnError(f"{folder} is a file, not a folder of {what}; {hint}")
     if meta_path.is_file():
-        saved_key = read_json_object(meta_path, f"{what} store description ({hint})").get("key", {})
-        diff = _differences(saved_key if isinstance(saved_key, dict) else {}, key)
-        if diff:
-            raise MiunlearnError(f"{what} in {folder} were made for another set-up ({'; '.join(diff[:3])}); {hint}")
-        if not membership_path.is_file():
-            raise MiunlearnError(f"{folder} lacks membership.npz; {hint}")
-        saved = read_npz(membership_path, f"{what} membership file ({hint})")
+        try:
+            saved_key = read_json_object(meta_path, f"description of stored {what}").get("key", {})
+            diff = _differences(saved_key if isinstance(saved_key, dict) else {}, key)
+            if diff:
+                raise MiunlearnError(f"{what} in {folder} were made for another set-up ({'; '.join(diff[:3])})")
+            if not membership_path.is_file():
+                raise MiunlearnError(f"{folder} lacks membership.npz")
+            saved = read_npz(membership_path, f"membership file of stored {what}")
+        except MiunlearnError as exc:
+            raise MiunlearnError(f"{exc}; {hint}") from None
         if any(name not in saved or not np.array_equal(saved[name], value) for name, value in arrays.items()):
             raise MiunlearnError(f"{what} in {folder} were trained on another pool of samples; {hint}")
     elif folder.exists() and any(folder.iterdir()):

@@ -85,12 +85,11 @@ def read_npz(path: str | Path, what: str, numeric: bool = True) -> dict[str, np.
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
-                raise ValueError("a single array (.npy), not an .npz archive of named arrays")
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single array (.npy), not an .npz archive of named arrays")
+        with loaded as f:
             arrays = {k: f[k] for k in f.files}
-    except MiunlearnError:
-        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
         raise MiunlearnError(f"{path} is not a readable {what} ({_first_line(exc)})") from None
     if numeric:

@@ -124,6 +124,8 @@ class Experiment:
     """The untrained target, or the loaded one (``model.weights``)."""
     approximator: PrivacyApproximator | None
     """The loaded approximator (``approximator.load``), else None: fitted by :func:`fit_guidance`."""
+    shadow_store: Path | None
+    """The artefact store of the shadow models (opened and checked), when the approximator is to be fitted."""
     out_dir: Path | None
     overwrite: bool
 
@@ -132,15 +134,15 @@ class Experiment:
 
 
 def prepare(config: RunConfig, out_dir: str | Path | None = None, overwrite: bool = False) -> Experiment:
-    """Validate the config, the output folder and the data, and load what the run reuses; raise one error
-    listing every problem found. Nothing is trained and nothing is written."""
+    """Validate the config and the output folder, then the data and what the run reuses; raise one error
+    listing every problem found (the config's first, then the data's). Nothing is trained; the only write
+    is the shadow models' artefact store folder (in the cache), once everything else has passed."""
     problems: list[str] = []
     resolve_forget(config)
     methods = _config_problems(config, problems)
     if out_dir is not None:
         _collect(problems, lambda: check_output_folder(out_dir, overwrite))
-    if config.data.name not in DATASETS:
-        _raise_all(problems)
+    _raise_all(problems)  # the data checks below need a sound config (seeds, fractions, names)
     dataset = _collect(problems, lambda: load_dataset(config.data))
     splits = requests = target = approximator = None
     if dataset is not None:
@@ -153,7 +155,10 @@ def prepare(config: RunConfig, out_dir: str | Path | None = None, overwrite: boo
         if config.approximator.load:
             approximator = _collect(problems, lambda: _load_approximator(config.approximator.load, dataset))
     _raise_all(problems)
-    return Experiment(config, methods, dataset, splits, requests, target, approximator,
+    store = None
+    if approximator is None:
+        store = shadow_store(config, dataset.info.num_classes, splits.shadow, dataset.pool.subset(splits.shadow))
+    return Experiment(config, methods, dataset, splits, requests, target, approximator, store,
                       Path(out_dir) if out_dir is not None else None, overwrite)
 
 
@@ -236,10 +241,9 @@ def fit_guidance(experiment: Experiment, console: Console) -> Guidance:
                 "shadow model(s)")
     start = time.perf_counter()
     shadow = experiment.part(experiment.splits.shadow)
-    store = shadow_store(config, dataset.info.num_classes, experiment.splits.shadow, shadow)
     outputs = train_shadows(ModelSpec(config.model.name, dataset.info, config.model.width), shadow, config.train,
-                            config.approximator.num_shadows, config.seed, build_executor(config.executor), store,
-                            console)
+                            config.approximator.num_shadows, config.seed, build_executor(config.executor),
+                            experiment.shadow_store, console)
     approximator = fit_approximator(config.approximator, outputs)
     return Guidance(approximator, time.perf_counter() - start, config.approximator.num_shadows - outputs.trained_now)
 

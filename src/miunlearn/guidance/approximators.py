@@ -90,10 +90,13 @@ def load_approximator(path: str | Path) -> PrivacyApproximator:
         raise MiunlearnError(f"{path} is not a miunlearn approximator file ({reason})") from None
     config = from_dict(ApproximatorConfig, saved_config, "approximator")
     approximator = APPROXIMATORS.get(name)(config, num_classes)
-    try:
-        approximator.load_state_dict(state)
-    except RuntimeError as exc:
-        raise MiunlearnError(f"{path} does not fit approximator {name!r}: {str(exc).splitlines()[0]}") from None
+    expected = approximator.state_dict()
+    wrong = sorted(set(expected) ^ set(state)) + sorted(k for k in set(expected) & set(state)
+                                                        if expected[k].shape != state[k].shape)
+    if wrong:
+        raise MiunlearnError(f"{path} does not fit approximator {name!r} (tensors missing, extra or of another "
+                             f"shape: {', '.join(wrong[:5])})")
+    approximator.load_state_dict(state)
     if any(v.is_floating_point() and not torch.isfinite(v).all() for v in state.values()):
         raise MiunlearnError(f"{path} holds NaN or infinite values")
     return approximator.freeze()
