@@ -11,8 +11,8 @@ from miunlearn.config import ApproximatorConfig, TrainConfig
 from miunlearn.data import DatasetInfo, TensorData
 from miunlearn.guidance import train_shadows
 from miunlearn.guidance.per_example import PerExampleOut
-from miunlearn.training.executors import ModelSpec
 from miunlearn.statistics import cross_entropy, logit_confidence
+from miunlearn.training.executors import ModelSpec
 from miunlearn.unlearning.remi import distribution_match
 
 RECIPE = TrainConfig(epochs=40, weight_decay=0, progress=False)

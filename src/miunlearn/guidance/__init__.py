@@ -4,14 +4,8 @@ Nothing here judges a result; that is :mod:`miunlearn.audit`, which never import
 """
 
 from miunlearn.guidance import per_example  # noqa: F401  (registers the per-example approximator)
-from miunlearn.guidance.approximators import (
-                                              APPROXIMATORS,
-                                              PrivacyApproximator,
-                                              fit_approximator,
-                                              load_approximator,
-                                              prepare_approximator,
-)
+from miunlearn.guidance.approximators import APPROXIMATORS, PrivacyApproximator, fit_approximator, load_approximator
 from miunlearn.guidance.shadows import ShadowOutputs, train_shadows
 
 __all__ = ["APPROXIMATORS", "PrivacyApproximator", "ShadowOutputs", "fit_approximator", "load_approximator",
-           "prepare_approximator", "train_shadows"]
+           "train_shadows"]

@@ -46,11 +46,16 @@ class PrivacyApproximator(nn.Module):
         self.num_classes = num_classes
 
     @classmethod
-    def prepare(cls, config: RunConfig, dataset: Dataset, splits: Splits, console: Console) -> tuple[
+    def open_store(cls, config: RunConfig, dataset: Dataset, splits: Splits) -> Path:
+        """Open (create or check) the artefact store of the models this approximator is fitted on; called while
+        a run is prepared, before any training. Default: the shadow models of D_shadow."""
+        return shadow_store(config, dataset.info.num_classes, splits.shadow, dataset.pool.subset(splits.shadow))
+
+    @classmethod
+    def prepare(cls, config: RunConfig, dataset: Dataset, splits: Splits, store: Path, console: Console) -> tuple[
             PrivacyApproximator, int]:
-        """Train (or load from the artefact store) what this approximator is fitted on, and fit it, once per
-        target; returns it and how many models were trained now. Default: the shadow models of D_shadow."""
-        store = shadow_store(config, dataset.info.num_classes, splits.shadow)
+        """Train (or load from ``store``) what this approximator is fitted on, and fit it, once per target;
+        returns it and how many models were trained now. Default: the shadow models of D_shadow."""
         outputs = train_shadows(ModelSpec(config.model.name, dataset.info, config.model.width),
                                 dataset.pool.subset(splits.shadow), config.train, config.approximator.num_shadows,
                                 config.seed, build_executor(config.executor), store, console)
@@ -99,13 +104,6 @@ def fit_approximator(config: ApproximatorConfig, shadow: ShadowOutputs) -> Priva
     return cls(config, shadow.num_classes).fit(shadow).freeze()
 
 
-def prepare_approximator(config: RunConfig, dataset: Dataset, splits: Splits,
-                         console: Console | None = None) -> tuple[PrivacyApproximator, int]:
-    """The approximator ``config.approximator`` names, fitted for this target; and how many models it trained."""
-    cls = APPROXIMATORS.get(config.approximator.name)
-    return cls.prepare(config, dataset, splits, console or Console(stderr=True, quiet=True))
-
-
 def load_approximator(path: str | Path) -> PrivacyApproximator:
     """Reload an approximator written by :meth:`PrivacyApproximator.save`."""
     path = Path(path)
@@ -115,11 +113,21 @@ def load_approximator(path: str | Path) -> PrivacyApproximator:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {})["miunlearn"])
         state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
-        raise MiunlearnError(f"{path} is not a miunlearn approximator file ({exc})") from None
-    config = from_dict(ApproximatorConfig, meta["config"], "approximator")
-    approximator = APPROXIMATORS.get(meta["approximator"]).rebuild(config, meta["num_classes"], meta)
+        name, num_classes, saved_config = meta["approximator"], int(meta["num_classes"]), meta["config"]
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
+        reason = f"no {exc} entry" if isinstance(exc, KeyError) else exc
+        raise MiunlearnError(f"{path} is not a miunlearn approximator file ({reason})") from None
+    config = from_dict(ApproximatorConfig, saved_config, "approximator")
+    approximator = APPROXIMATORS.get(name).rebuild(config, num_classes, meta)
+    expected = approximator.state_dict()
+    wrong = sorted(set(expected) ^ set(state)) + sorted(k for k in set(expected) & set(state)
+                                                        if expected[k].shape != state[k].shape)
+    if wrong:
+        raise MiunlearnError(f"{path} does not fit approximator {name!r} (tensors missing, extra or of another "
+                             f"shape: {', '.join(wrong[:5])})")
     approximator.load_state_dict(state)
+    if any(v.is_floating_point() and not torch.isfinite(v).all() for v in state.values()):
+        raise MiunlearnError(f"{path} holds NaN or infinite values")
     return approximator.freeze()
 
 

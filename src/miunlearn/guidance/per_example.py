@@ -44,8 +44,10 @@ def out_model_plan(splits: Splits, calibration_fraction: float, count: int, seed
     return {"pool_indices": pool, "calibration": calibration, "orders": orders}
 
 
-def out_store(config: RunConfig, num_classes: int, plan: dict[str, np.ndarray]) -> Path:
-    key = model_key(config, num_classes, "out", config.seed, config.approximator.num_shadows)
+def out_store(config: RunConfig, dataset: Dataset, plan: dict[str, np.ndarray]) -> Path:
+    """The artefact store of the OUT models (keyed by the content of their pool and calibration samples)."""
+    data = dataset.pool.subset(np.r_[plan["pool_indices"], plan["calibration"]])
+    key = model_key(config, dataset.info.num_classes, "out", config.seed, config.approximator.num_shadows, data)
     key["calibration_fraction"] = config.approximator.calibration_fraction
     folder = store_folder("out-models", key, config.executor.cache_dir)
     open_store(folder, key, plan, "OUT models", "delete that folder to retrain them")
@@ -75,11 +77,16 @@ class PerExampleOut(PrivacyApproximator):
             self.register_buffer(key, torch.ones(()))
 
     @classmethod
-    def prepare(cls, config: RunConfig, dataset: Dataset, splits: Splits, console: Console) -> tuple[
+    def open_store(cls, config: RunConfig, dataset: Dataset, splits: Splits) -> Path:
+        plan = out_model_plan(splits, config.approximator.calibration_fraction, config.approximator.num_shadows,
+                              config.seed)
+        return out_store(config, dataset, plan)
+
+    @classmethod
+    def prepare(cls, config: RunConfig, dataset: Dataset, splits: Splits, store: Path, console: Console) -> tuple[
             PerExampleOut, int]:
         count = config.approximator.num_shadows
         plan = out_model_plan(splits, config.approximator.calibration_fraction, count, config.seed)
-        store = out_store(config, dataset.info.num_classes, plan)
         spec = ModelSpec(config.model.name, dataset.info, config.model.width)
         pool = dataset.pool.subset(plan["pool_indices"])
         jobs = [ModelJob(spec, plan["orders"][k], replace(config.train, seed=config.seed * 1000 + 500 + k),

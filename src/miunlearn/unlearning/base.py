@@ -74,6 +74,10 @@ class UnlearningMethod(ABC):
     def validate(self) -> None:  # noqa: B027  (optional hook; most methods have ranges to check)
         """Raise :class:`MiunlearnError` for out-of-range hyper-parameters."""
 
+    def approximator_problem(self, approximator: type[PrivacyApproximator]) -> str | None:
+        """Why this method cannot be guided by ``approximator`` (a registered class), if it cannot."""
+        return None
+
     @abstractmethod
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         """Unlearn in place on ``model`` (already a copy); return the per-epoch log and the stop reason."""

@@ -227,10 +227,9 @@ class PerExampleObjective(Objective):
                  reference: TensorData, device: torch.device) -> None:
         super().__init__(config, request, model, forget, reference, device)
         approximator = request.approximator
-        if not hasattr(approximator, "out_statistics"):
-            raise MiunlearnError(f"remi objective 'per-example' needs the per-example approximator "
-                                 f"(approximator.name=per-example), not {approximator.name!r}; or set "
-                                 "unlearn.params.remi.objective=population")
+        problem = ReMI(config).approximator_problem(type(approximator))
+        if problem:
+            raise MiunlearnError(problem)
         self.mu_f, self.sigma = approximator.out_statistics(forget)
         self.calibration = place_data(approximator.calibration, device, False)
         self.mu_cal, _ = approximator.out_statistics(self.calibration)
@@ -348,6 +347,12 @@ class ReMI(UnlearningMethod):
             raise MiunlearnError(f"remi.min_epochs must be in 0..epochs ({c.epochs}), got {c.min_epochs}")
         if not 0 < c.level < 1:
             raise MiunlearnError(f"remi.level must be in (0, 1), got {c.level}")
+
+    def approximator_problem(self, approximator: type) -> str | None:
+        if self.config.objective == "per-example" and not hasattr(approximator, "out_statistics"):
+            return (f"remi objective 'per-example' needs the per-example approximator (approximator.name=per-example), "
+                    f"not {approximator.name!r}; or set unlearn.params.remi.objective=population")
+        return None
 
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         trainable = self._trainable(model)
