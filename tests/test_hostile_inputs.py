@@ -268,7 +268,7 @@ def missing_split_role(run: Path) -> None:
 
 def damaged_store(damage: Callable[[Path], None]) -> Callable[[Path], list[str]]:
     def build(ws: Path) -> list[str]:
-        args = run_args(ws, f"executor.cache_dir={ws / 'cache'}")
+        args = run_args(ws, f"executor.cache_dir={ws / 'cache'}", "approximator.name=shadow-nn")
         config = load_config(None, [a for a in args if "=" in a])
         dataset = load_dataset(config.data)
         splits = prepare_splits(dataset, config.data, config.forget)

@@ -9,7 +9,7 @@ from miunlearn import METHODS, MiunlearnError, build_model, fit_approximator, tr
 from miunlearn.audit import accuracy
 from miunlearn.config import ApproximatorConfig, TrainConfig
 from miunlearn.data import DatasetInfo, TensorData
-from miunlearn.guidance import train_shadows
+from miunlearn.guidance import load_approximator, train_shadows
 from miunlearn.guidance.per_example import PerExampleOut
 from miunlearn.statistics import cross_entropy, logit_confidence
 from miunlearn.training.executors import ModelSpec
@@ -238,11 +238,11 @@ def test_remi_per_example_moves_forget_z_scores_to_held_out_ones_without_collaps
 
 
 def test_remi_stops_at_once_on_a_request_that_is_already_met(request_parts, held_out):
-    """Samples the target never saw are already "forgotten": the stopping rule says so within a pass."""
+    """Samples the target never saw are already "forgotten": the stopping rule says so within two passes."""
     parts = dict(request_parts, forget=held_out.subset(range(100)))
     result = unlearn(parts.pop("model"), method="remi", **parts)
     assert "Anderson–Darling" in result.record.stop_reason
-    assert result.record.history[-1]["epoch"] <= 1
+    assert result.record.history[-1]["epoch"] <= 2
 
 
 def test_remi_forgets_a_whole_class_like_retraining(request_parts):
@@ -261,3 +261,16 @@ def test_remi_forgets_a_whole_class_like_retraining(request_parts):
     assert abs(acc["remi"][0] - acc["retrain"][0]) <= 0.05, acc
     assert acc["remi"][1] >= acc["original"][1] - 0.05, acc
     assert "names the forgotten classes" in remi.record.stop_reason
+
+
+def test_per_example_approximator_round_trips_through_its_file(request_parts, tmp_path):
+    approximator = request_parts["approximator"]
+    approximator.save(tmp_path / "a.safetensors")
+    reloaded = load_approximator(tmp_path / "a.safetensors")
+    forget = request_parts["forget"]
+    for got, want in zip(reloaded.out_statistics(forget), approximator.out_statistics(forget)):
+        assert torch.allclose(got, want)
+    assert torch.equal(reloaded.calibration.x, approximator.calibration.x)
+    logits = torch.randn(8, 5, requires_grad=True)
+    reloaded(logits, forget.y[:8]).sum().backward()
+    assert logits.grad.abs().sum() > 0 and not any(p.requires_grad for p in reloaded.parameters())

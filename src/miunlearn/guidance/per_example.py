@@ -157,6 +157,12 @@ class PerExampleOut(PrivacyApproximator):
         mu = self._scores(data).mean(0).to(data.y.device)
         return mu, self.sigma_out.to(data.y.device)
 
+    @torch.no_grad()
+    def out_log_probabilities(self, data: TensorData) -> torch.Tensor:
+        """Log of the OUT models' mean predicted distribution on ``data`` (on ``data``'s device)."""
+        probs = torch.stack([torch.softmax(predict_logits(m, data), 1) for m in self.out_models]).mean(0)
+        return probs.clamp_min(1e-12).log().to(data.y.device)
+
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         s = logit_confidence(logits.float(), labels)
         return _log_normal(s, self.mu_in, self.sigma_in) - _log_normal(s, self.mu_non_member, self.sigma_non_member)
