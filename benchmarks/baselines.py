@@ -27,8 +27,8 @@ from miunlearn.reporting import format_table
 from miunlearn.unlearning import METHODS
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = {"random10": ["forget.mode=random", "forget.fraction=0.1"], "class0": ["forget.mode=class",
-                                                                                   "forget.classes=[0]"]}
+SCENARIOS = {"random10": ["forget.mode=random", "forget.fraction=0.1"],
+             "class0": ["forget.mode=class", "forget.classes=[0]", "forget.fraction=null"]}
 
 
 def run_setting(name: str, scenario: str, overrides: list[str], work: Path, reuse: bool) -> dict:

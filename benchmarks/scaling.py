@@ -45,6 +45,7 @@ from remi_vs_retrain import ROOT, ensure_cifar, machine, peak_memory  # noqa: E4
 from miunlearn import load_config, run_experiment  # noqa: E402
 from miunlearn.config import RunConfig, TrainConfig  # noqa: E402
 from miunlearn.io import atomic_path, write_json  # noqa: E402
+from miunlearn.runfolder import read_metrics  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("remi", "retrain")
@@ -68,7 +69,7 @@ FLOORS: dict[str, Callable[[dict[str, Any], int, int, TrainConfig], int]] = {"re
 def forget_overrides(setting: str) -> list[str]:
     """``class``: every sample of class 0; a number: that fraction of D_train, drawn at random."""
     if setting == "class":
-        return ["forget.mode=class", "forget.classes=[0]"]
+        return ["forget.mode=class", "forget.classes=[0]", "forget.fraction=null"]  # the config's is for random
     return ["forget.mode=random", f"forget.fraction={float(setting)}"]
 
 
@@ -109,7 +110,7 @@ def run_train_size(args: argparse.Namespace, train_size: int, work_dir: Path) ->
         out = work_dir / f"n{train_size}-{setting}"
         wall = time.perf_counter()
         result = run_experiment(config, out)
-        sizes = json.loads((out / "metrics.json").read_text())["sizes"]
+        sizes = read_metrics(out).sizes
         if sizes["train"] != train_size:
             sys.exit(f"asked for |D_train|={train_size} but the pool gives {sizes['train']}: "
                      f"{config.data.name} is too small for this size")
