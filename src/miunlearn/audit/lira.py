@@ -62,7 +62,7 @@ class _LiRA(ReferenceAttack):
 
 @REFERENCE_ATTACKS.register("lira-online")
 class LiRAOnline(_LiRA):
-    name, needs_in, needs_out = "lira-online", 1, 1
+    needs_in, needs_out = 1, 1
 
     def scores(self, inputs: ReferenceInputs) -> np.ndarray:
         self.check(inputs.member)
@@ -71,7 +71,7 @@ class LiRAOnline(_LiRA):
 
 @REFERENCE_ATTACKS.register("lira-offline")
 class LiRAOffline(_LiRA):
-    name, needs_in, needs_out = "lira-offline", 0, 1
+    needs_in, needs_out = 0, 1
 
     def scores(self, inputs: ReferenceInputs) -> np.ndarray:
         self.check(inputs.member)

@@ -60,7 +60,7 @@ def true_class_probability(logits: torch.Tensor, labels: torch.Tensor) -> np.nda
 
 
 class ReferenceAttack(ABC):
-    name: ClassVar[str]
+    name: ClassVar[str]  # set by the registry from the name it is registered under
     #: Least reference models per scored sample that the attack needs, trained with (IN) and without (OUT) it.
     needs_in: ClassVar[int] = 0
     needs_out: ClassVar[int] = 0

@@ -51,9 +51,9 @@ class _RMIA(ReferenceAttack):
 
 @REFERENCE_ATTACKS.register("rmia-online")
 class RMIAOnline(_RMIA):
-    name, online, needs_any = "rmia-online", True, 1
+    online, needs_any = True, 1
 
 
 @REFERENCE_ATTACKS.register("rmia-offline")
 class RMIAOffline(_RMIA):
-    name, online, needs_out = "rmia-offline", False, 1
+    online, needs_out = False, 1

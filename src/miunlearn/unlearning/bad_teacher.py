@@ -35,7 +35,6 @@ class BadTeacherConfig:
 
 @METHODS.register("bad-teacher")
 class BadTeacher(UnlearningMethod):
-    name = "bad-teacher"
     Config = BadTeacherConfig
     requires = ("retain",)
 
@@ -47,9 +46,9 @@ class BadTeacher(UnlearningMethod):
         c = self.config
         competent = copy.deepcopy(model).eval()
         incompetent = reinitialise(copy.deepcopy(model), request.seed).eval()
-        device, generator = start(model, request)
-        competent.to(device), incompetent.to(device)
-        forget, retain = request.forget.to(device), request.retain.to(device)
+        device, generator, place = start(model, request)
+        place(competent), place(incompetent)
+        forget, retain = place(request.forget), place(request.retain)
         keep = torch.randperm(len(retain), generator=generator)[:max(1, round(c.retain_fraction * len(retain)))]
         keep = keep.to(device)
         retain = TensorData(retain.x[keep], retain.y[keep])

@@ -43,7 +43,6 @@ def neighbour_labels(original: nn.Module, x: torch.Tensor, y: torch.Tensor, boun
 
 @METHODS.register("boundary-shrink")
 class BoundaryShrink(UnlearningMethod):
-    name = "boundary-shrink"
     Config = BoundaryShrinkConfig
 
     def validate(self) -> None:
@@ -53,11 +52,11 @@ class BoundaryShrink(UnlearningMethod):
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         c = self.config
         original = copy.deepcopy(model).eval()
-        device, generator = start(model, request)
-        original.to(device)
+        device, generator, place = start(model, request)
+        place(original)
         for p in original.parameters():
             p.requires_grad_(False)
-        forget = request.forget.to(device)
+        forget = place(request.forget)
         optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):

@@ -30,7 +30,6 @@ class GradientAscent(UnlearningMethod):
     """Needs only D_f (retain-free); nothing stops it from destroying the model, which is the point of
     keeping it as a baseline."""
 
-    name = "gradient-ascent"
     Config = GradientAscentConfig
 
     def validate(self) -> None:
@@ -39,8 +38,8 @@ class GradientAscent(UnlearningMethod):
 
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         c = self.config
-        device, generator = start(model, request)
-        forget = request.forget.to(device)
+        device, generator, place = start(model, request)
+        forget = place(request.forget)
         optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
