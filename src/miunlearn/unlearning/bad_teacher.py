@@ -24,7 +24,7 @@ from miunlearn.unlearning.retrain import reinitialise
 @dataclass
 class BadTeacherConfig:
     """Chundawat et al.'s reference code: 30% of D_r, KL temperature 1, batch 256, 1 epoch, Adam lr 1e-4
-    (5e-3 took our CIFAR-10 CNN from 67% to 30% retain accuracy: measured)."""
+    (a larger lr collapsed our CIFAR-10 CNN's retain accuracy: BENCHMARKS.md, "Measurements behind defaults")."""
 
     retain_fraction: float = 0.3
     temperature: float = 1.0

@@ -22,8 +22,8 @@ from miunlearn.unlearning.common import check_ranges, logits_of, start, step
 @dataclass
 class BoundaryShrinkConfig:
     """Chen et al.'s reference code: FGSM bound 0.1 (ℓ∞, no random start) on the original model, SGD with
-    momentum 0.9, lr 1e-5, 10 epochs over D_f, batch 64 (lr 1e-3 with bound 0.3 took our CIFAR-10 CNN from
-    67% to 39% retain accuracy: measured)."""
+    momentum 0.9, lr 1e-5, 10 epochs over D_f, batch 64 (larger lr and bound collapsed our CIFAR-10 CNN's
+    retain accuracy: BENCHMARKS.md, "Measurements behind defaults")."""
 
     bound: float = 0.1
     epochs: int = 10
