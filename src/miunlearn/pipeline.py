@@ -15,6 +15,7 @@ from torch import nn
 
 from miunlearn import runfolder
 from miunlearn.audit import AUDIT_ATTACKS, EvaluationSets, ModelOutputs, compare_to_retrain, evaluate_outputs
+from miunlearn.audit.metrics import Metric
 from miunlearn.config import RunConfig, number_problems, resolve_forget, save_config
 from miunlearn.data import DATASETS, FORGET_SELECTORS, Dataset, Splits, TensorData, load_dataset, prepare_splits
 from miunlearn.data.forget import ignored_fields
@@ -286,7 +287,7 @@ def run_requests(experiment: Experiment, target: Target, guidance: Guidance, con
                                 "retain_size": len(retain), "metrics": metrics,
                                 "stop_reasons": {m: records[m]["stop_reason"] for m in methods}})
     if target.seconds is not None:
-        metrics["original"]["seconds"] = target.seconds
+        metrics["original"][Metric.SECONDS] = target.seconds
     return RunResult(metrics, records, timings, [], experiment.out_dir, models, per_request, curves,
                      guidance.approximator)
 
@@ -311,7 +312,7 @@ def audit_models(models: dict[str, nn.Module], sets: EvaluationSets, config: Run
     compare_to_retrain(results, outputs_by_model, seconds)
     metrics = {name: r["metrics"] for name, r in results.items()}
     for name, value in seconds.items():
-        metrics[name]["seconds"] = value
+        metrics[name][Metric.SECONDS] = value
     return metrics, {n: r["curves"] for n, r in results.items()}
 
 

@@ -28,7 +28,7 @@ from miunlearn import runfolder
 from miunlearn.audit.attack_metrics import attack_metrics, paired_auc_difference
 from miunlearn.audit.challenge import challenge_score
 from miunlearn.audit.lira import VARIANCES, lira_online
-from miunlearn.audit.metrics import accuracy
+from miunlearn.audit.metrics import Metric, accuracy
 from miunlearn.audit.reference_attacks import REFERENCE_ATTACKS, ReferenceInputs, lira_statistic
 from miunlearn.audit.reference_models import ReferenceModels, membership_matrix, prepare_reference_models
 from miunlearn.config import ExecutorConfig, RunConfig, from_dict, load_config, parse_overrides
@@ -303,8 +303,9 @@ def _challenge(run: RunFolder, config: StrongAuditConfig, device: torch.device, 
 
     def stats(model: nn.Module) -> tuple[np.ndarray, dict[str, float]]:
         f_logits = _logits(model, forget, device)
-        return lira_statistic(f_logits, forget.y), {"retain_acc": accuracy(_logits(model, retain, device), retain.y),
-                                                    "test_acc": accuracy(_logits(model, test, device), test.y)}
+        utility = {Metric.RETAIN_ACC: accuracy(_logits(model, retain, device), retain.y),
+                   Metric.TEST_ACC: accuracy(_logits(model, test, device), test.y)}
+        return lira_statistic(f_logits, forget.y), utility
 
     def summarise(items: list[tuple[np.ndarray, dict]]) -> tuple[np.ndarray, dict[str, float]]:
         return np.stack([s for s, _ in items]), {k: float(np.mean([u[k] for _, u in items])) for k in items[0][1]}
