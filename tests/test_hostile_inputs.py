@@ -247,6 +247,15 @@ def on_run(command: str, metrics: str | None = None, damage: Callable[[Path], No
     return build
 
 
+def report_read_only(ws: Path) -> list[str]:
+    run = fake_run(ws)
+    (ws / "locked").mkdir()
+    os.chmod(ws / "locked", 0o555)
+    if os.geteuid() == 0:  # root writes anyway: a path under a file fails for everyone
+        return ["report", str(run), "--out", str(run / "metrics.json" / "report.html")]
+    return ["report", str(run), "--out", str(ws / "locked" / "report.html")]
+
+
 def corrupt_scores(run: Path) -> None:
     (run / "audit.json").write_text(json.dumps({"attacks": {}}))
     (run / "audit_scores.npz").write_bytes(b"PK\x03\x04 this is not a zip")
@@ -279,6 +288,11 @@ def damaged_store(damage: Callable[[Path], None]) -> Callable[[Path], list[str]]
         damage(folder, key)
         return args
     return build
+
+
+def cache_is_a_file(ws: Path) -> list[str]:
+    (ws / "cachefile").write_text("x")
+    return run_args(ws, f"executor.cache_dir={ws / 'cachefile'}")
 
 
 def corrupt_meta(folder: Path, key: dict) -> None:
@@ -439,11 +453,15 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "audit splits lack a role": (on_run("audit", None, missing_split_role), 'lacks ref, shadow'),
     "audit missing folder": (lambda ws: ["audit", str(ws / "nowhere")], 'does not exist'),
     "report missing folder": (lambda ws: ["report", str(ws / "nowhere")], 'has no metrics.json'),
+    "report into a read-only folder": (report_read_only, "/ws/"),  # names the path it could not write
     "audit unknown setting": (on_run("audit", None, None, "num_refs=4"), "unknown config key 'audit.num_refs'"),
     # artefact stores
     "cache meta corrupt": (damaged_store(corrupt_meta), 'meta.json is not a readable'),
     "cache membership corrupt": (damaged_store(corrupt_membership), 'membership.npz is not a readable'),
     "cache store is a file": (damaged_store(store_is_a_file), 'is a file, not a folder of shadow models'),
+    "cache dir is a file": (cache_is_a_file, "cannot create the store of shadow models"),
+    "audit gamma nan": (on_run("audit", None, None, "rmia_gamma=.nan"), "rmia_gamma must be finite"),
+    "audit seed negative": (on_run("audit", None, None, "seed=-4"), "seed must not be negative"),
     "cache store is foreign": (damaged_store(foreign_store), 'no meta.json'),
     # usage
     "unknown command": (lambda ws: ["bogus"], "No such command 'bogus'"),

@@ -31,7 +31,7 @@ from miunlearn.audit.lira import VARIANCES, lira_online
 from miunlearn.audit.metrics import Metric, accuracy
 from miunlearn.audit.reference_attacks import REFERENCE_ATTACKS, ReferenceInputs, lira_statistic
 from miunlearn.audit.reference_models import ReferenceModels, membership_matrix, prepare_reference_models
-from miunlearn.config import ExecutorConfig, RunConfig, from_dict, load_config, parse_overrides
+from miunlearn.config import ExecutorConfig, RunConfig, from_dict, load_config, number_problems, parse_overrides
 from miunlearn.data import Dataset, Splits, TensorData, load_dataset
 from miunlearn.errors import MiunlearnError
 from miunlearn.io import atomic_path, write_json
@@ -77,6 +77,9 @@ class StrongAuditConfig:
     challenge_bucket: float = 0.5
 
     def validate(self) -> None:
+        problems = number_problems(self)
+        if problems:
+            raise MiunlearnError("; ".join(problems))
         if not self.attacks:
             raise MiunlearnError("audit attacks is empty; valid: " + ", ".join(REFERENCE_ATTACKS.names()))
         for name in self.attacks:
