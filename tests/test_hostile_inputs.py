@@ -215,6 +215,13 @@ def out_in_read_only_folder(ws: Path) -> list[str]:
     return run_args(ws)[:-3] + ["--out", str(ws / "locked" / "run"), "-q"]
 
 
+def out_is_link(ws: Path) -> list[str]:
+    (ws / "real").mkdir()
+    (ws / "real" / RUN_MARKER).write_text("{}")
+    (ws / "link").symlink_to(ws / "real")
+    return run_args(ws)[:-3] + ["--out", str(ws / "link"), "--overwrite", "-q"]
+
+
 def out_exists_without_overwrite(ws: Path) -> list[str]:
     (ws / "old").mkdir()
     (ws / "old" / RUN_MARKER).write_text("{}")
@@ -424,12 +431,13 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "cifar10 download offline": (download("cifar10"), 'could not download CIFAR-10'),
     "fashion download offline": (download("fashion-mnist"), 'could not download Fashion-MNIST'),
     # output locations
-    "out is a file": (out_is_file, 'is a file, not a run folder'),
+    "out is a file": (out_is_file, 'is a file or a link, not a run folder'),
     "out is a foreign folder": (out_is_foreign_folder, 'miunlearn did not write'),
     "out is cwd": (out_is_cwd, 'current folder'),
     "out is above cwd": (out_is_parent_of_cwd, 'current folder'),
     "out under a file": (out_under_a_file, 'is a file, not a folder'),
     "out in read-only folder": (out_in_read_only_folder, 'is read-only'),
+    "out is a link to a run folder": (out_is_link, "is a file or a link"),
     "out exists": (out_exists_without_overwrite, 'already exists'),
     # weights and approximators
     "nan weights": (nan_weights, 'holds NaN or infinite weights'),

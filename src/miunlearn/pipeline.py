@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,7 +79,7 @@ def _config_problems(config: RunConfig, problems: list[str]) -> dict[str, Unlear
                  for key in ("num_shadows", "top_k", "hidden", "attack_epochs") if getattr(approximator, key) < 1]
     if config.model.width is not None and config.model.width < 1:
         problems.append(f"model.width must be at least 1 (or unset for the model's default), got {config.model.width}")
-    if not 0 < config.audit.low_fpr < 1:
+    if math.isfinite(config.audit.low_fpr) and not 0 < config.audit.low_fpr < 1:
         problems.append(f"audit.low_fpr must be in (0, 1), got {config.audit.low_fpr}")
     if config.forget.requests < 1:
         problems.append(f"forget.requests must be at least 1, got {config.forget.requests}")
