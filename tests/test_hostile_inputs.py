@@ -462,6 +462,8 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "audit missing folder": (lambda ws: ["audit", str(ws / "nowhere")], 'does not exist'),
     "report missing folder": (lambda ws: ["report", str(ws / "nowhere")], 'has no metrics.json'),
     "report into a read-only folder": (report_read_only, "/ws/"),  # names the path it could not write
+    "audit run config with nan": (on_run("audit", None, lambda run: (run / "config.yaml").write_text(
+        "data:\n  name: digits\ntrain:\n  lr: .nan\n")), "train.lr must be finite"),
     "audit unknown setting": (on_run("audit", None, None, "num_refs=4"), "unknown config key 'audit.num_refs'"),
     # artefact stores
     "cache meta corrupt": (damaged_store(corrupt_meta), 'meta.json is not a readable'),

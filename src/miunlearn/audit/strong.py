@@ -144,6 +144,9 @@ def load_run(path: str | Path) -> RunFolder:
                                              runfolder.model_file("original")), "the audit")
     metrics = runfolder.read_metrics(path)
     config = load_config(path / runfolder.CONFIG)
+    problems = number_problems(config)
+    if problems:
+        raise MiunlearnError(f"{path / runfolder.CONFIG}: " + "; ".join(problems))
     dataset = load_dataset(config.data)
     splits = Splits.load(path / runfolder.SPLITS)
     top = max(int(np.max(getattr(splits, r), initial=-1)) for r in ("train", "audit", "ref", "shadow"))
