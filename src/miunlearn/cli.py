@@ -15,7 +15,8 @@ from miunlearn.errors import MiunlearnError
 
 
 class OneLineErrors(TyperGroup):
-    """Usage errors (unknown command or option, bad value) as one ``error:`` line and exit 2, not a box."""
+    """Usage errors (unknown command or option, bad value) and file-system refusals as one ``error:`` line and
+    exit 2, not a box or a traceback."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):  # noqa: ANN201 (click's signature)
         if not standalone_mode:
@@ -25,6 +26,10 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             typer.echo("error: aborted", err=True)
             code = 1
+        except OSError as exc:  # the file system refused a read or write the checks could not foresee
+            where = f": {exc.filename}" if exc.filename else ""
+            typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            code = 2
         except typer.TyperException as exc:  # typer's click exceptions: usage errors and the like
             ctx, code = getattr(exc, "ctx", None), getattr(exc, "exit_code", 2)
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `miunlearn`: the help, as before
@@ -66,7 +71,8 @@ def _execute(config_path: Path | None, overrides: list[str], out: Path | None, o
 
 #: The demo's target memorises: 30% of the digits' training labels are wrong and it trains 100 epochs without
 #: weight decay, so membership leaks (loss-attack AUC on D_f well above 0.5) and forgetting has something to do.
-DEMO = ["data.label_noise=0.3", "train.weight_decay=0", "train.epochs=100"]
+#: ReMI is guided by the per-example approximator (OUT models at D_train's size).
+DEMO = ["data.label_noise=0.3", "train.weight_decay=0", "train.epochs=100", "approximator.name=per-example"]
 
 
 @app.command()

@@ -10,7 +10,7 @@ looks under the current model. The models live in the artefact store and inside 
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,15 @@ from miunlearn.guidance.shadows import ShadowOutputs
 from miunlearn.statistics import logit_confidence
 from miunlearn.training import predict_logits
 from miunlearn.training.executors import ModelJob, ModelSpec, build_executor
+
+
+@dataclass
+class PerExampleConfig:
+    calibration_fraction: float = ApproximatorConfig.calibration_fraction
+
+    def validate(self) -> None:
+        if not 0 < self.calibration_fraction < 1:
+            raise MiunlearnError(f"approximator.calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
 
 
 def out_model_plan(splits: Splits, calibration_fraction: float, count: int, seed: int) -> dict[str, np.ndarray]:
@@ -62,8 +71,8 @@ class PerExampleOut(PrivacyApproximator):
     likelihood ratio on ``s``: IN fitted on the OUT models' own training samples, OUT on the calibration samples.
     """
 
-    name = "per-example"
     statistics = ("s",)
+    Config = PerExampleConfig
 
     def __init__(self, config: ApproximatorConfig, num_classes: int, spec: ModelSpec | None = None,
                  count: int = 0, calibration_size: int = 0) -> None:
