@@ -35,7 +35,8 @@ class PerExampleConfig:
 
     def validate(self) -> None:
         if not 0 < self.calibration_fraction < 1:
-            raise MiunlearnError(f"approximator.calibration_fraction must be in (0, 1), got {self.calibration_fraction}")
+            raise MiunlearnError("approximator.calibration_fraction must be in (0, 1), got "
+                                 f"{self.calibration_fraction}")
 
 
 def out_model_plan(splits: Splits, calibration_fraction: float, count: int, seed: int) -> dict[str, np.ndarray]:
