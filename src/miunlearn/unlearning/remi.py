@@ -3,9 +3,11 @@
 Every step minimises ``CE(b_r) + privacy terms on b_f + γ · anchor on b_ref``; the privacy terms and the
 stopping rule come from an objective (:data:`OBJECTIVES`):
 
-- ``per-example`` (default, spec "Beyond the paper"): each forgotten sample's ``s`` is pulled toward its own
-  OUT mean ``μ_out(x)`` (likelihood term ``(s − μ_out(x))² / (2σ_out²)``, from the ``per-example`` approximator's
-  OUT models); stop when D_f's z-scores are distributed like those of held-out calibration samples.
+- ``per-example`` (spec "Beyond the paper"; ``auto`` takes it when the approximator has OUT models): each forgotten
+  sample's ``s`` is pulled toward its own OUT mean ``μ_out(x)`` (likelihood term ``(s − μ_out(x))² / (2σ_out²)``,
+  from the ``per-example`` approximator's OUT models, with calibrated targets by default) and its prediction
+  toward the OUT models' mean one; stop when D_f's z-scores are distributed like those of held-out calibration
+  samples.
 - ``population`` (the spec's objective): ``α · softplus(a) + β · KL(N(μ_f, σ_f²) ‖ N(μ_ref, σ_ref²))``; stop when
   D_f is as member-like as D_ref under ``a`` and the KL is at noise level.
 
@@ -121,9 +123,8 @@ def null_kl_quantile(s_f: torch.Tensor, s_ref: torch.Tensor, q: float = 0.95, pe
     generator = torch.Generator().manual_seed(0)
     split = pooled[torch.rand(permutations, len(pooled), generator=generator).argsort(1)]
     a, b = split[:, :len(s_f)], split[:, len(s_f):]
-    stats = [(x.mean(1), x.std(1, unbiased=False).clamp_min(1e-4)) for x in (a, b)]
-    return float(gaussian_kl(*stats[0], *stats[1]).quantile(q))
-
+    fitted = [(x.mean(1), x.std(1, unbiased=False).clamp_min(1e-4)) for x in (a, b)]
+    return float(gaussian_kl(*fitted[0], *fitted[1]).quantile(q))
 
 
 def distribution_match(forget: torch.Tensor, held_out: torch.Tensor, tail: float = 0.05) -> dict[str, float]:
@@ -140,7 +141,8 @@ def distribution_match(forget: torch.Tensor, held_out: torch.Tensor, tail: float
     above = int((f > np.quantile(h, 1 - tail)).sum())
     tail_p = float(stats.binomtest(above, len(f), tail, alternative="greater").pvalue)
     return {"ad_statistic": float(ad.statistic), "ad_p": float(ad.pvalue), "tail_fraction": above / len(f),
-            "tail_p": tail_p, "shift": float(np.median(f) - np.median(h)), "distance": stats.wasserstein_distance(f, h)}
+            "tail_p": tail_p, "shift": float(np.median(f) - np.median(h)),
+            "distance": float(stats.wasserstein_distance(f, h))}
 
 
 class Objective(ABC):
