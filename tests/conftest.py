@@ -58,6 +58,6 @@ def blobs_overrides(path: Path) -> list[str]:
 def blobs_run(blobs_npz: Path, tmp_path_factory: pytest.TempPathFactory):
     """One full experiment (target, approximator, ReMI, retrain, audit) on the synthetic blobs."""
     out = tmp_path_factory.mktemp("runs") / "blobs"
-    # D_f has 60 samples here, two forget batches per epoch: the default budget of 30 passes over D_f is
-    # only 60 steps, so this small request gets the budget in steps that larger requests get by default.
-    return run_experiment(load_config(None, [*blobs_overrides(blobs_npz), "unlearn.params.remi.epochs=40"]), out)
+    # D_f has 60 samples here; a pass over it is ReMI's min_steps (10) steps, so 8 passes give this request
+    # 80 steps of budget.
+    return run_experiment(load_config(None, [*blobs_overrides(blobs_npz), "unlearn.params.remi.epochs=8"]), out)
