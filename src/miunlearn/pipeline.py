@@ -14,6 +14,8 @@ from rich.console import Console
 from torch import nn
 
 from miunlearn.audit import AUDIT_ATTACKS, EvaluationSets, ModelOutputs, compare_to_retrain, evaluate_outputs
+from miunlearn.audit.usefulness import assess, flagged_sentences
+from miunlearn.audit.usefulness import to_json as usefulness_json
 from miunlearn.config import RunConfig, save_config
 from miunlearn.data import DATASETS, FORGET_SELECTORS, Dataset, Splits, load_dataset, prepare_splits
 from miunlearn.errors import MiunlearnError
@@ -40,6 +42,9 @@ class RunResult:
     models: dict[str, nn.Module]
     requests: list[dict[str, Any]] = field(default_factory=list)
     """Sequential requests (``forget.requests > 1``): per request, its sizes and every model's metrics."""
+    usefulness: dict[str, Any] = field(default_factory=dict)
+    """After the last request: did each method do anything, did it over-forget, could the audit tell
+    (:mod:`miunlearn.audit.usefulness`; JSON form)."""
 
 
 def validate(config: RunConfig) -> dict[str, UnlearningMethod]:
@@ -144,14 +149,18 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
         # After each request the audit covers everything forgotten so far.
         sets = EvaluationSets(retain, pool.subset(forgotten), dataset.test, audit)
         metrics, curves = audit_models(models, sets, config, seconds)
+        judged = assess(target, {m: models[m] for m in methods}, retain, sets.forget, dataset.test, audit,
+                        config.train.device, config.train.precision, seed=config.seed)
         if len(requests) > 1:
             per_request.append({"request": number, "forget_size": len(request_idx), "forgotten_total": len(forgotten),
                                 "retain_size": len(retain), "metrics": metrics,
-                                "stop_reasons": {m: records[m]["stop_reason"] for m in methods}})
+                                "stop_reasons": {m: records[m]["stop_reason"] for m in methods},
+                                "usefulness": usefulness_json(judged)})
     if "target_train" in timings:
         metrics["original"]["seconds"] = timings["target_train"]
-    notes = _notes(config, approximator, timings, shadows_loaded)
-    run = RunResult(metrics, records, timings, notes, Path(out_dir) if out_dir else None, models, per_request)
+    notes = flagged_sentences(judged) + _notes(config, approximator, timings, shadows_loaded)
+    run = RunResult(metrics, records, timings, notes, Path(out_dir) if out_dir else None, models, per_request,
+                    usefulness_json(judged))
     if out_dir is not None:
         _write_run_folder(run, config, dataset, splits, approximator, curves, overwrite)
     return run
@@ -216,6 +225,7 @@ def _write_run_folder(run: RunResult, config: RunConfig, dataset: Dataset, split
             "records": run.records,
             "approximator": {"name": approximator.name, "statistics": list(approximator.statistics)},
             "notes": run.notes,
+            "usefulness": run.usefulness,
         } | ({"requests": run.requests} if run.requests else {}))
         with atomic_write(staging / "table.md") as fh:
             fh.write("".join(f"{_request_title(r)}\n\n{format_table(r['metrics'])}\n\n" for r in run.requests)
@@ -224,11 +234,13 @@ def _write_run_folder(run: RunResult, config: RunConfig, dataset: Dataset, split
         plot_s_histograms(curves, staging / "plots" / "s_histograms.png")
 
 
-def show(run: RunResult, title: str, console: Console | None = None) -> None:
-    console = console or Console(width=200)
+def show(run: RunResult, title: str, console: Console | None = None, wide: bool = False) -> None:
+    """The comparison table(s) and notes, fitted to the terminal (``wide``: every column)."""
+    console = console or Console()
     for request in run.requests[:-1]:
-        print_table(request["metrics"], f"{title} — {_request_title(request)}", console)
-    print_table(run.metrics, f"{title} — {_request_title(run.requests[-1])}" if run.requests else title, console)
+        print_table(request["metrics"], f"{title} — {_request_title(request)}", console, wide)
+    print_table(run.metrics, f"{title} — {_request_title(run.requests[-1])}" if run.requests else title, console,
+                wide)
     for note in run.notes:
         console.print(f"[dim]• {note}[/dim]")
     if run.out_dir is not None:
