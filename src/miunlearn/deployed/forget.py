@@ -136,7 +136,7 @@ def _held_out_roles(held_out: DataSource | None, reference: DataSource | None, s
     free = sum(shares[r] for r, v in sizes.items() if v is None)
     for role, size in sizes.items():
         if size is None:
-            sizes[role] = int((len(table) - fixed) * shares[role] / free) if free else 0
+            sizes[role] = max(int((len(table) - fixed) * shares[role] / free), 0) if free else 0
     if sum(sizes.values()) > len(table):
         raise MiunlearnError(f"held_out.* ask for {sum(sizes.values())} rows but {table.source} has {len(table)}")
     order = np.random.default_rng(config.held_out.seed).permutation(len(table))
