@@ -84,6 +84,7 @@ def _snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*"))}
 
 
+@pytest.mark.slow
 def test_two_requests_a_refused_repeat_and_a_killed_request(user):
     root, two_layer = user
     state = root / "state"

@@ -56,12 +56,15 @@ def config_defaults(section: str | None = None) -> dict[str, Any]:
 
 
 def config_yaml(section: str | None = None, width: int = 100) -> str:
+    from miunlearn.config import RunConfig
+
+    top = field_docs(RunConfig)
     lines: list[str] = []
     for name, value in _pick(section).items():
         if value is None:  # the pointer to the forget settings in the full listing
             lines.append("# `miunlearn forget` has its own settings: miunlearn config show --section forget")
             continue
-        lines += _render(name, value, 0, width)
+        lines += _render(name, value, 0, width, None if dataclasses.is_dataclass(value) else top.get(name))
     return "\n".join(lines) + "\n"
 
 
