@@ -170,10 +170,13 @@ def assess(original: nn.Module, unlearned: dict[str, nn.Module], retain: TensorD
 
 
 def flagged_sentences(assessment: dict) -> list[str]:
-    """The flagged findings as plain sentences, prefixed with the model they concern."""
-    lines = [assessment["power"].message] if assessment["power"].flagged else []
-    lines += [f"{name}: {f.message}" for name, findings in assessment["methods"].items() for f in findings
-              if f.flagged]
+    """The flagged findings of an assessment (JSON form, :func:`to_json`) as plain sentences, prefixed with the
+    model they concern."""
+    if not assessment:
+        return []
+    lines = [assessment["power"]["message"]] if assessment["power"]["flagged"] else []
+    lines += [f"{name}: {f['message']}" for name, findings in assessment["methods"].items() for f in findings
+              if f["flagged"]]
     return lines
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from miunlearn.deployed.inputs import sha256_file
 from miunlearn.errors import MiunlearnError
-from miunlearn.io import atomic_write, staged_run_dir
+from miunlearn.io import atomic_write
 
 FORMAT = "miunlearn-state/1"
 DEPLOYMENT, LEDGER, CURRENT, ORIGINAL = "deployment.json", "ledger.jsonl", "current.safetensors", "original.safetensors"
@@ -61,19 +61,26 @@ class StateFolder:
     def create(cls, path: str | Path) -> Iterator[Path]:
         """Yield a staging folder to fill; it becomes the state folder ``path`` only if the block succeeds."""
         path = Path(path)
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise MiunlearnError(f"{path} exists and is not a miunlearn state folder (no {DEPLOYMENT}); "
                                  "choose a new or empty folder")
-        if path.exists():
-            path.rmdir()
-        with staged_run_dir(path) as staging:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=path.parent))
+        try:
             (staging / LOCK).touch()
             (staging / "requests").mkdir()
             (staging / LEDGER).touch()
             yield staging
-            for file in staging.iterdir():  # writers that create files owner-only: as readable as any user file
+            for file in staging.iterdir():  # as readable as any file the user writes (mkdtemp made it 0700)
                 if file.is_file():
                     os.chmod(file, 0o666 & ~_umask())
+            os.chmod(staging, 0o777 & ~_umask())
+            if path.exists():
+                path.rmdir()
+            os.replace(staging, path)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
     @contextlib.contextmanager
@@ -117,7 +124,8 @@ class StateFolder:
         for folder in (self.path / "requests").iterdir():
             if folder.name not in listed:
                 shutil.rmtree(folder, ignore_errors=True)
-        for stale in self.path.parent.glob(f".{self.path.name}.request-*"):
+        for stale in [*self.path.parent.glob(f".{self.path.name}.request-*"),
+                      *self.path.parent.glob(f".{self.path.name}.creating-*")]:
             shutil.rmtree(stale, ignore_errors=True)
         entries = self.ledger()
         expected = entries[-1]["output_weights_sha256"] if entries else self.deployment["original_weights_sha256"]
