@@ -234,3 +234,14 @@ def test_csv_training_file_and_pt_weights_wrapped_in_a_dict(user, tmp_path):
                               weights=tmp_path / "ckpt.pth", train=tmp_path / "train.csv",
                               held_out=root / "held_out.npz", settings=FAST)
     assert result.certificate["forgotten_ids"] == ["row1", "row2"]
+
+
+def test_unlearn_takes_scikit_learn_arrays_as_they_come():
+    """float64 features and int32 labels (what scikit-learn and many loaders give) need no casting by hand."""
+    from miunlearn import TensorData, unlearn
+
+    x, y = make_classification(n_samples=80, n_features=6, n_classes=2, random_state=0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    data = TensorData(torch.from_numpy(x), torch.from_numpy(y.astype("int32")))
+    result = unlearn(model, data.subset(range(10)), data.subset(range(10, 80)), "finetune", {"epochs": 1})
+    assert result.record.method == "finetune"

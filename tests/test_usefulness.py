@@ -83,3 +83,4 @@ def test_run_reports_usefulness_per_method(blobs_run):
     assert {f["check"] for f in usefulness["methods"]["remi"]} == {"did-nothing", "over-forgetting"}
     assert not any(f["flagged"] for f in usefulness["methods"]["retrain"] if f["check"] == "did-nothing")
     assert usefulness["power"]["numbers"]["n_forget"] == 60  # the blobs run's D_f (10% of its 600 training rows)
+
