@@ -79,7 +79,7 @@ def _working(console: Console, text: str) -> Iterator[None]:
         log = console.log
 
         def log_and_show(*objects: Any, **kwargs: Any) -> None:
-            log(*objects, **kwargs)
+            log(*objects, _stack_offset=2, **kwargs)
             status.update(f"{objects[0]} …" if objects else text)
 
         console.log = log_and_show  # type: ignore[method-assign]

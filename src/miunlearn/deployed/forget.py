@@ -223,9 +223,7 @@ def _deployed_model(model: nn.Module | str, model_args: dict, weights: str | Pat
         def factory() -> nn.Module:
             return fresh_copy(deployed, seed * 1000 + next(counter))
     else:
-        if ":" in model and model.split(":")[0].endswith(".py"):
-            where, _, name = model.rpartition(":")
-            model = f"{Path(where).expanduser().resolve()}:{name}"
+        model = _normalise_spec(model)
         factory = model_factory(model, model_args, info)
         deployed = factory()
         spec = {"kind": "spec", "spec": model, "args": model_args}
@@ -236,6 +234,12 @@ def _deployed_model(model: nn.Module | str, model_args: dict, weights: str | Pat
                              "model's trained weights")
     deployed.eval()
     return spec, deployed, factory
+
+
+def _normalise_spec(spec: str) -> str:
+    """``path/file.py:Class`` with an absolute path, so later requests find the file from any folder."""
+    where, _, name = spec.rpartition(":")
+    return f"{Path(where).expanduser().resolve()}:{name}" if where.endswith(".py") else spec
 
 
 def _check_outputs(model: nn.Module, train: Table, held_out: dict[str, Table], spec: dict) -> None:
@@ -383,7 +387,7 @@ def _current_model(folder: StateFolder, model: nn.Module | str | None, deploymen
                                  "pass model=<an instance of it> again")
         current = model
     else:
-        if model is not None and model != spec["spec"] and not isinstance(model, nn.Module):
+        if isinstance(model, str) and _normalise_spec(model) != spec["spec"]:
             raise MiunlearnError(f"--model {model!r} differs from the state folder's {spec['spec']!r}")
         current = model_factory(spec["spec"], spec["args"], info)()
     from safetensors.torch import load_file
@@ -422,7 +426,7 @@ def auc_threshold(n_members: int, n_non_members: int, tests: int, level: float =
     """The AUC above which a threshold attack tells members from non-members (one-sided, Bonferroni over
     ``tests`` attacks), from the AUC's null variance (n1 + n2 + 1) / (12 n1 n2) (Hanley & McNeil 1982)."""
     se = math.sqrt((n_members + n_non_members + 1) / (12 * n_members * n_non_members))
-    return 0.5 + float(norm.ppf(1 - level / tests)) * se
+    return min(1.0, 0.5 + float(norm.ppf(1 - level / tests)) * se)
 
 
 def _verdict(attacks: dict, power: Finding, findings: list[Finding]) -> dict[str, Any]:

@@ -88,14 +88,21 @@ def print_certificate(cert: dict, paths: dict[str, str], console: Console) -> No
     console.print(f"[bold {style}]request {cert['request']}: {verdict['status']}[/bold {style}] — {verdict['summary']}",
                   highlight=False)
     table = Table(title=f"audit: {cert['count']} forgotten row(s) vs {cert['audit']['n_audit']} held-out audit rows")
-    for i, h in enumerate(("attack", "AUC before", "AUC after", "threshold", "result")):
+    attacks = cert["audit"]["attacks"]
+    retrained = all("auc_retrain" in r for r in attacks.values())
+    for i, h in enumerate(("attack", "AUC before", "AUC after", "threshold", "result")
+                          + (("AUC retrain",) if retrained else ())):
         table.add_column(h, justify="left" if i == 0 else "right")
-    for name, r in cert["audit"]["attacks"].items():
-        table.add_row(name, _num(r["auc_before"]), _num(r["auc"]), _num(r["threshold"]), "pass" if r["passed"] else
-                      "[red]FAIL[/red]")
+    for name, r in attacks.items():
+        table.add_row(name, _num(r["auc_before"]), _num(r["auc"]), _num(r["threshold"]),
+                      "pass" if r["passed"] else "[red]FAIL[/red]", *((_num(r["auc_retrain"]),) if retrained else ()))
     console.print(table)
+    comparator = cert.get("retrain_comparator")
+    if comparator and comparator.get("avg_gap") is not None:
+        console.print(f"retrained comparator: average gap {comparator['avg_gap']:.2f} points, JS divergence on the "
+                      f"forgotten rows {comparator['js_to_retrain']:.4f}", highlight=False)
     for finding in verdict["findings"]:
-        if finding["flagged"]:
+        if finding["flagged"] and finding["message"] != verdict["summary"]:
             console.print(f"[dim]• {finding['message']}[/dim]", highlight=False)
     for label, path in paths.items():
         console.print(f"{label}: {path}", highlight=False, soft_wrap=True)
