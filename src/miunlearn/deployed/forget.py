@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import platform
 import subprocess
@@ -294,8 +295,8 @@ def _apply(folder: StateFolder, request: Any, model: nn.Module | str | None, tra
     if again:
         raise MiunlearnError(f"{len(again)} ID(s) of this request were already forgotten (ID {again[0]!r} by request "
                              f"{forgotten[again[0]]}; {folder.path / 'ledger.jsonl'}); remove them and resend")
-    gone = set(train_table.positions(np.array(list(forgotten)), "ledger").tolist()) if forgotten else set()
-    keep = np.array([i for i in range(len(train_table)) if i not in gone and i not in set(positions.tolist())])
+    gone = train_table.positions(np.array(list(forgotten)), "ledger") if forgotten else np.empty(0, dtype=np.int64)
+    keep = np.setdiff1d(np.arange(len(train_table)), np.union1d(gone, positions))
     if len(keep) < 2:
         raise MiunlearnError("this request would leave fewer than 2 training rows: that is retraining from nothing")
     roles = _load_roles(folder, deployment, sources, label_column)
@@ -326,7 +327,9 @@ def _apply(folder: StateFolder, request: Any, model: nn.Module | str | None, tra
         out = staging / "request"
         out.mkdir()
         state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
-        save_file(state, str(out / "weights.safetensors"), metadata={"miunlearn": f"request {number}"})
+        # the same metadata as save_weights: `miunlearn run model.weights=...` reads these files too
+        save_file(state, str(out / "weights.safetensors"),
+                  metadata={"miunlearn": json.dumps(getattr(result.model, "miunlearn_spec", {}))})
         output_hash = sha256_file(out / "weights.safetensors")
         certificate = _certificate(number, ids, len(forgotten), result.record, audit, deployment, train_table,
                                    input_hash, output_hash, retrain)
@@ -467,10 +470,12 @@ def _certificate(number: int, ids: np.ndarray, previously: int, record: Any, aud
         "method": {"name": record.method, "settings": record.config, "stop_reason": record.stop_reason,
                    "seconds": record.seconds},
         "audit": {"attacks": audit["attacks"], "level": LEVEL,
-                  "threshold_rule": "AUC of D_f (members) vs held-out audit rows above 0.5 + z(1 - level/attacks) "
-                                    "* sqrt((n_f + n_audit + 1) / (12 n_f n_audit))",
+                  "threshold_rule": "0.5 + z(1 - level/attacks) * sqrt((n_f + n_audit + 1) / (12 n_f n_audit)), "
+                                    "at most 1: the AUC an attack exceeds with probability level/attacks when the "
+                                    "forgotten rows are as unseen as the audit rows",
                   "n_forget": audit["n_forget"], "n_audit": audit["n_audit"],
-                  "n_retain_scored": audit["n_retain_scored"], "models": metrics},
+                  "n_retain_scored": audit["n_retain_scored"], "models": metrics,
+                  "deployed_model_on_audit_rows": deployment["out_statistics"]},
         "retrain_comparator": ({"avg_gap": metrics[record.method].get("avg_gap"),
                                 "js_to_retrain": metrics[record.method].get("js_to_retrain"),
                                 "speedup": metrics[record.method].get("speedup")} if retrain else None),

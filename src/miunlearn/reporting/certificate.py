@@ -57,7 +57,7 @@ def certificate_html(cert: dict[str, Any]) -> str:
 · {_e(cert['time'])}</p></div>
 <h2>Audit: forgotten rows (members) vs held-out audit rows (never seen)</h2>
 <p>{audit['n_forget']} forgotten rows against {audit['n_audit']} held-out audit rows. An attack passes when its AUC is
-at most the threshold: {_e(audit['threshold_rule'])}, level {audit['level']}.</p>
+at most the threshold, {_e(audit['threshold_rule'])} (level {audit['level']}).</p>
 {_table(['attack', 'AUC before', 'AUC after', 'threshold', 'result'] + (['AUC retrain'] if has_retrain else []),
         attack_rows)}
 <h2>Usefulness checks</h2><ul>{findings}</ul>
