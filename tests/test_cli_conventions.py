@@ -78,3 +78,14 @@ def test_config_show_prints_defaults_with_their_documentation():
 def test_config_show_unknown_section_is_one_line():
     result = runner.invoke(app, ["config", "show", "--section", "trian"])
     assert result.exit_code == 2 and result.output.startswith("error: unknown config section 'trian'")
+
+
+def test_run_json_is_the_results_on_stdout(tmp_path):
+    result = runner.invoke(app, ["run", "train.epochs=3", "approximator.num_shadows=1", "approximator.attack_epochs=10",
+                                 "unlearn.methods=[finetune]", "train.progress=false", "--out", str(tmp_path / "r"),
+                                 "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert set(document["metrics"]) == {"original", "finetune"}
+    assert {f["check"] for f in document["usefulness"]["methods"]["finetune"]} == {"did-nothing", "over-forgetting"}
+    assert document["out_dir"] == str(tmp_path / "r")
