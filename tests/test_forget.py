@@ -245,3 +245,20 @@ def test_unlearn_takes_scikit_learn_arrays_as_they_come():
     data = TensorData(torch.from_numpy(x), torch.from_numpy(y.astype("int32")))
     result = unlearn(model, data.subset(range(10)), data.subset(range(10, 80)), "finetune", {"epochs": 1})
     assert result.record.method == "finetune"
+
+
+def test_load_weights_lists_missing_unexpected_and_mis_shaped_keys(tmp_path):
+    from torch import nn
+
+    from miunlearn.data import DatasetInfo
+    from miunlearn.models import build_model, load_weights, save_weights
+
+    save_weights(build_model("mlp", DatasetInfo("t", (4,), 3, False), 8), tmp_path / "w.safetensors")
+    other = nn.Sequential(nn.Flatten(), nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3), nn.ReLU(), nn.Identity(),
+                          nn.Linear(3, 3), nn.Linear(3, 3))
+    with pytest.raises(MiunlearnError) as error:
+        load_weights(other, tmp_path / "w.safetensors")
+    message = str(error.value)
+    assert "1.weight: file (8, 4), model (16, 4)" in message
+    assert "missing from the file: 6.weight (3, 3)" in message
+    assert "5.weight (3, 8)" in message.split("unexpected in the file:")[1]

@@ -327,6 +327,10 @@ def audit_models(models: dict[str, nn.Module], sets: EvaluationSets, config: Run
 
 def _notes(config: RunConfig, approximator: Any, timings: dict[str, float], shadows_loaded: int) -> list[str]:
     notes = []
+    if config.model.weights:
+        notes.append(f"the target was loaded from {config.model.weights}: these numbers mean something only if it "
+                     "was trained on exactly this run's D_train split; for a model trained elsewhere on your own "
+                     "data, use `miunlearn forget`, which never re-splits your training set")
     if "approximator_fit" in timings:
         loaded = f", {shadows_loaded} loaded from the artefact store" if shadows_loaded else ""
         notes.append(f"approximator '{approximator.name}' fitted once in {timings['approximator_fit']:.2f}s "

@@ -22,9 +22,7 @@ from torch import nn
 
 from miunlearn.data import DatasetInfo
 from miunlearn.errors import MiunlearnError
-
-SHOWN = 5
-"""How many missing, unexpected or mis-shaped keys a mismatch error lists."""
+from miunlearn.models import mismatch
 
 
 def model_factory(spec: str, kwargs: Mapping[str, Any], info: DatasetInfo) -> Callable[[], nn.Module]:
@@ -123,24 +121,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise MiunlearnError(f"{path} does not hold a state_dict (a mapping of names to tensors); save it with "
                              "torch.save(model.state_dict(), path)")
     return dict(state)
-
-
-def mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
-    """What keeps ``state`` from loading into ``model``: missing and unexpected keys and differing shapes,
-    the first :data:`SHOWN` of each with their shapes; ``None`` if it fits."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
-    parts = []
-    for label, keys, describe in (
-            ("missing from the file", missing, lambda k: f"{k} {tuple(own[k].shape)}"),
-            ("unexpected in the file", unexpected, lambda k: f"{k} {tuple(state[k].shape)}"),
-            ("different shapes", shapes, lambda k: f"{k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}")):
-        if keys:
-            more = f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
-            parts.append(f"{len(keys)} {label}: " + ", ".join(describe(k) for k in keys[:SHOWN]) + more)
-    return "; ".join(parts) or None
 
 
 def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
