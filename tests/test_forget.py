@@ -183,6 +183,12 @@ def test_api_takes_a_module_and_arrays_with_their_own_ids(user, tmp_path):
         miunlearn.forget(tmp_path / "state", ["user-8"], model=model, train=(x, y, ids), held_out=held)
     with pytest.raises(MiunlearnError, match="not rows of the training data"):
         miunlearn.forget(tmp_path / "state", ["user-9999"], model=model, train=(x, y, ids), held_out=held)
+    with pytest.raises(MiunlearnError, match="train.epochs=3 differs from the state folder's train.epochs=15"):
+        miunlearn.forget(tmp_path / "state", ["user-10"], model=model, train=(x, y, ids), held_out=held,
+                         settings=["train.epochs=3"])
+    later = miunlearn.forget(tmp_path / "state", ["user-10", "user-11"], model=model, train=(x, y, ids),
+                             held_out=held, settings=["train.device=cpu", "unlearn.remi.epochs=2"])
+    assert later.request == 2 and later.certificate["method"]["settings"]["epochs"] == 2
     with pytest.raises(MiunlearnError, match="pass model="):
         miunlearn.forget(tmp_path / "state", ["user-10"], train=(x, y, ids), held_out=held)
 

@@ -42,6 +42,8 @@ ATTACKS = ("loss", "entropy", "m-entropy")
 LEVEL = 0.05
 MIN_ROLE = 10
 """Fewest held-out rows a role may get."""
+SWITCHES = ("device", "progress", "channels_last", "compile")
+"""``train.*`` settings that change speed or display, not results: a later request may set them."""
 
 DataSource = str | Path | tuple | Table
 
@@ -280,7 +282,9 @@ def _apply(folder: StateFolder, request: Any, model: nn.Module | str | None, tra
 
     deployment = folder.deployment
     _check_fixed_settings(deployment, given)
-    config = from_dict(DeploymentConfig, merge(deployment["settings"], {"unlearn": config.unlearn}))
+    switches = {k: v for k, v in (given.get("train") or {}).items() if k in SWITCHES}
+    config = from_dict(DeploymentConfig, merge(deployment["settings"], {"unlearn": config.unlearn,
+                                                                        "train": switches}))
     ids = load_ids(request) if isinstance(request, (str, Path)) else check_ids(request)
     if train is None and not Path(deployment["train"]["source"]).is_file():
         raise MiunlearnError(f"the training rows ({deployment['train']['source']}) are not a file this request can "
@@ -350,16 +354,19 @@ def _apply(folder: StateFolder, request: Any, model: nn.Module | str | None, tra
 
 
 def _check_fixed_settings(deployment: dict, given: dict) -> None:
+    """Refuse a setting the state folder fixed at creation with another value (speed switches excepted)."""
     saved = deployment["settings"]
     for section in DeploymentConfig.FIXED:
         if section not in given:
             continue
         value = given[section]
-        changes = ([f"{section}.{k}={v!r}" for k, v in value.items() if saved[section].get(k) != v]
-                   if isinstance(value, dict) else ([f"{section}={value!r}"] if saved[section] != value else []))
-        if changes:
-            raise MiunlearnError(f"{changes[0]} differs from the state folder's setting, which was fixed when it was "
-                                 f"created ({section}: {saved[section]}); only unlearn.* may change per request")
+        pairs = value.items() if isinstance(value, dict) else [(None, value)]
+        for key, new in pairs:
+            old = saved[section] if key is None else saved[section].get(key)
+            if old != new and not (section == "train" and key in SWITCHES):
+                name = section if key is None else f"{section}.{key}"
+                raise MiunlearnError(f"{name}={new!r} differs from the state folder's {name}={old!r}, fixed when it "
+                                     f"was created; a request may change unlearn.* and train.{'/'.join(SWITCHES)}")
 
 
 def _load_roles(folder: StateFolder, deployment: dict, sources: dict[str, DataSource | None],
