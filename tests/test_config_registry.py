@@ -66,3 +66,17 @@ def test_missing_and_invalid_yaml(tmp_path):
 
 def test_defaults_are_a_valid_config():
     assert isinstance(load_config(), RunConfig)
+
+
+def test_registered_classes_carry_the_name_they_are_registered_under():
+    """Names come from one source: the registry sets each class's ``name`` from its decorator."""
+    from miunlearn import APPROXIMATORS, AUDIT_ATTACKS, METHODS
+    from miunlearn.audit import REFERENCE_ATTACKS
+    from miunlearn.registry import Registry
+
+    for registry in (APPROXIMATORS, AUDIT_ATTACKS, METHODS, REFERENCE_ATTACKS):
+        for name in registry.names():
+            assert registry.get(name).name == name
+    clash = Registry("thing")
+    with pytest.raises(RuntimeError, match="names itself 'b'"):
+        clash.register("a")(type("Thing", (), {"name": "b"}))

@@ -190,7 +190,7 @@ def test_api_takes_a_module_and_arrays_with_their_own_ids(user, tmp_path):
                              held_out=held, settings=["train.device=cpu", "unlearn.remi.epochs=2"])
     assert later.request == 2 and later.certificate["method"]["settings"]["epochs"] == 2
     with pytest.raises(MiunlearnError, match="pass model="):
-        miunlearn.forget(tmp_path / "state", ["user-10"], train=(x, y, ids), held_out=held)
+        miunlearn.forget(tmp_path / "state", ["user-12"], train=(x, y, ids), held_out=held)
 
 
 def _in_process(root: Path, monkeypatch, *args: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from torch import nn
 
 from miunlearn import runfolder
 from miunlearn.audit import AUDIT_ATTACKS, EvaluationSets, ModelOutputs, compare_to_retrain, evaluate_outputs
+from miunlearn.audit.metrics import Metric
 from miunlearn.audit.usefulness import assess, flagged_sentences
 from miunlearn.audit.usefulness import to_json as usefulness_json
 from miunlearn.config import RunConfig, number_problems, resolve_forget, save_config
@@ -82,7 +84,7 @@ def _config_problems(config: RunConfig, problems: list[str]) -> dict[str, Unlear
                  for key in ("num_shadows", "top_k", "hidden", "attack_epochs") if getattr(approximator, key) < 1]
     if config.model.width is not None and config.model.width < 1:
         problems.append(f"model.width must be at least 1 (or unset for the model's default), got {config.model.width}")
-    if not 0 < config.audit.low_fpr < 1:
+    if math.isfinite(config.audit.low_fpr) and not 0 < config.audit.low_fpr < 1:
         problems.append(f"audit.low_fpr must be in (0, 1), got {config.audit.low_fpr}")
     if config.forget.requests < 1:
         problems.append(f"forget.requests must be at least 1, got {config.forget.requests}")
@@ -296,7 +298,7 @@ def run_requests(experiment: Experiment, target: Target, guidance: Guidance, con
                                 "stop_reasons": {m: records[m]["stop_reason"] for m in methods},
                                 "usefulness": judged})
     if target.seconds is not None:
-        metrics["original"]["seconds"] = target.seconds
+        metrics["original"][Metric.SECONDS] = target.seconds
     return RunResult(metrics, records, timings, [], experiment.out_dir, models, per_request, curves,
                      guidance.approximator, judged)
 
@@ -321,7 +323,7 @@ def audit_models(models: dict[str, nn.Module], sets: EvaluationSets, config: Run
     compare_to_retrain(results, outputs_by_model, seconds)
     metrics = {name: r["metrics"] for name, r in results.items()}
     for name, value in seconds.items():
-        metrics[name]["seconds"] = value
+        metrics[name][Metric.SECONDS] = value
     return metrics, {n: r["curves"] for n, r in results.items()}
 
 

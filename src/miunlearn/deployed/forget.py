@@ -27,6 +27,7 @@ from scipy.stats import norm
 from torch import nn
 
 from miunlearn.audit import EvaluationSets, ModelOutputs, compare_to_retrain, evaluate_outputs
+from miunlearn.audit.metrics import Metric
 from miunlearn.audit.usefulness import Finding, assess
 from miunlearn.config import from_dict, merge, parse_overrides, to_dict
 from miunlearn.data import DatasetInfo, TensorData
@@ -419,13 +420,12 @@ def _audit(models: dict[str, nn.Module], method: str, retain: TensorData, forget
     compare_to_retrain(results, outputs, seconds)
     metrics = {name: r["metrics"] for name, r in results.items()}
     threshold = auc_threshold(len(forget), len(audit), len(ATTACKS))
-    attacks = {a: {"auc_before": metrics["before"][f"{a.replace('-', '_')}_auc"],
-                   "auc": metrics[method][f"{a.replace('-', '_')}_auc"], "threshold": threshold}
-               for a in ATTACKS}
+    attacks = {a: {"auc_before": metrics["before"][Metric.of_attack(a, "auc")],
+                   "auc": metrics[method][Metric.of_attack(a, "auc")], "threshold": threshold} for a in ATTACKS}
     for a, r in attacks.items():
         r["passed"] = r["auc"] <= threshold
         if "retrain" in metrics:
-            r["auc_retrain"] = metrics["retrain"][f"{a.replace('-', '_')}_auc"]
+            r["auc_retrain"] = metrics["retrain"][Metric.of_attack(a, "auc")]
     judged = assess(models["before"], {method: models[method]}, retain, forget, audit, audit, config.train.device,
                     config.train.precision)
     return {"metrics": metrics, "attacks": attacks, "power": judged["power"], "findings": judged["methods"][method],

@@ -33,7 +33,7 @@ APPROXIMATORS: Registry[type[PrivacyApproximator]] = Registry("approximator")
 class PrivacyApproximator(nn.Module):
     """``a(x, y; θ)`` computed from the model's logits; its own parameters are frozen after fitting."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # set by the registry from the name it is registered under
     #: Output statistics the scorer reads; an audit attack on the same statistic is flagged in reports.
     statistics: ClassVar[tuple[str, ...]]
 
@@ -106,7 +106,6 @@ def load_approximator(path: str | Path) -> PrivacyApproximator:
 class ShadowMLP(PrivacyApproximator):
     """Shokri et al. (2017): an MLP on sorted top-k softmax, ``p_y``, cross-entropy and ``s``."""
 
-    name = "shadow-nn"
     statistics = ("softmax", "p_y", "loss", "s")
 
     def __init__(self, config: ApproximatorConfig, num_classes: int) -> None:
@@ -145,7 +144,6 @@ class ShadowMLP(PrivacyApproximator):
 class GaussianLikelihoodRatio(PrivacyApproximator):
     """Offline-LiRA in spirit: ``log N(s; μ_in, σ_in²) − log N(s; μ_out, σ_out²)``, global or per class."""
 
-    name = "gaussian"
     statistics = ("s",)
 
     def __init__(self, config: ApproximatorConfig, num_classes: int) -> None:
@@ -180,7 +178,6 @@ def _log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch
 class LossThreshold(PrivacyApproximator):
     """Yeom et al. (2018): ``(τ − CE) / T``, τ the shadow threshold with the best balanced accuracy."""
 
-    name = "loss-threshold"
     statistics = ("loss", "p_y", "s")
 
     def __init__(self, config: ApproximatorConfig, num_classes: int) -> None:
