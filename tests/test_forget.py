@@ -268,3 +268,12 @@ def test_load_weights_lists_missing_unexpected_and_mis_shaped_keys(tmp_path):
     assert "1.weight: file (8, 4), model (16, 4)" in message
     assert "missing from the file: 6.weight (3, 3)" in message
     assert "5.weight (3, 8)" in message.split("unexpected in the file:")[1]
+
+
+def test_an_unknown_id_in_the_first_request_is_refused_before_any_training(user, tmp_path):
+    root, _ = user
+    with pytest.raises(MiunlearnError, match="not rows of the training data"):
+        miunlearn.forget(tmp_path / "state", [3, 100_000], model=f"{root}/usernets/mlp.py:TwoLayer",
+                         weights=root / "model.pt", train=root / "train.npz", held_out=root / "held_out.npz",
+                         settings=FAST)
+    assert not (tmp_path / "state").exists() and not list(tmp_path.iterdir())

@@ -86,17 +86,17 @@ def forget(state: str | Path, request: Any, *, model: nn.Module | str | None = N
     algorithm = build_method(method, config.unlearn.get(method))
     for name in config.unlearn:
         build_method(name, config.unlearn[name])
+    ids = load_ids(request) if isinstance(request, (str, Path)) else check_ids(request)
     if not StateFolder.exists(state):
-        _create(Path(state), model, model_args or {}, weights, train, held_out, reference, shadow, audit, config,
-                label_column, console)
+        _create(Path(state), ids, model, model_args or {}, weights, train, held_out, reference, shadow, audit,
+                config, label_column, console)
     elif weights is not None or model_args:
         raise MiunlearnError(f"{state} already holds a deployed model and its weights; later requests start from its "
                              "current weights (give only --request, and data files only if they moved)")
     sources = {"reference": reference, "shadow": shadow, "audit": audit} if held_out is None else dict.fromkeys(
         ("reference", "shadow", "audit"), held_out)
     with StateFolder.open(state) as folder:
-        return _apply(folder, request, model, train, sources, algorithm, config, given, retrain, label_column,
-                      console)
+        return _apply(folder, ids, model, train, sources, algorithm, config, given, retrain, label_column, console)
 
 
 def _settings(settings: DeploymentConfig | dict | list[str] | None) -> tuple[DeploymentConfig, dict]:
@@ -151,7 +151,7 @@ def _held_out_roles(held_out: DataSource | None, reference: DataSource | None, s
     return dict.fromkeys(shares, table), rows
 
 
-def _create(path: Path, model: nn.Module | str | None, model_args: dict, weights: str | Path | None,
+def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_args: dict, weights: str | Path | None,
             train: DataSource | None, held_out: DataSource | None, reference: DataSource | None,
             shadow: DataSource | None, audit: DataSource | None, config: DeploymentConfig, label_column: str | None,
             console: Console) -> None:
@@ -167,6 +167,8 @@ def _create(path: Path, model: nn.Module | str | None, model_args: dict, weights
     if config.approximator.num_shadows < 1:
         raise MiunlearnError("approximator.num_shadows must be at least 1")
     train_table = _table(train, label_column, "--train")
+    if len(train_table) - len(train_table.positions(ids, "request")) < 2:  # before any training: the IDs exist
+        raise MiunlearnError("this request would leave fewer than 2 training rows: that is retraining from nothing")
     tables, rows = _held_out_roles(held_out, reference, shadow, audit, config, label_column)
     for role, idx in rows.items():
         if len(idx) < MIN_ROLE:
@@ -275,7 +277,7 @@ def _out_statistics(model: nn.Module, audit: TensorData, config: DeploymentConfi
 
 # ---------------------------------------------------------------- every request
 
-def _apply(folder: StateFolder, request: Any, model: nn.Module | str | None, train: DataSource | None,
+def _apply(folder: StateFolder, ids: np.ndarray, model: nn.Module | str | None, train: DataSource | None,
            sources: dict[str, DataSource | None], algorithm: Any,
            config: DeploymentConfig, given: dict, retrain: bool, label_column: str | None,
            console: Console) -> ForgetResult:
@@ -286,7 +288,6 @@ def _apply(folder: StateFolder, request: Any, model: nn.Module | str | None, tra
     switches = {k: v for k, v in (given.get("train") or {}).items() if k in SWITCHES}
     config = from_dict(DeploymentConfig, merge(deployment["settings"], {"unlearn": config.unlearn,
                                                                         "train": switches}))
-    ids = load_ids(request) if isinstance(request, (str, Path)) else check_ids(request)
     if train is None and not Path(deployment["train"]["source"]).is_file():
         raise MiunlearnError(f"the training rows ({deployment['train']['source']}) are not a file this request can "
                              "read; give them again (--train / train=)")
