@@ -42,6 +42,7 @@ def plot_roc(curves_by_model: dict[str, dict], path: str | Path) -> None:
 def plot_s_histograms(curves_by_model: dict[str, dict], path: str | Path) -> None:
     """Histogram of the logit-scaled confidence ``s`` on D_f vs D_audit, one panel per model."""
     models = list(curves_by_model)
+    colours = model_colours(models)
     fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.4), squeeze=False, sharey=True,
                              layout="constrained")
     values = np.concatenate([np.r_[c["s_forget"], c["s_audit"]] for c in curves_by_model.values()])
@@ -51,7 +52,8 @@ def plot_s_histograms(curves_by_model: dict[str, dict], path: str | Path) -> Non
         c = curves_by_model[model]
         ax.hist(np.clip(c["s_audit"], lo, hi), bins=bins, alpha=0.55, density=True, label="D_audit (never seen)")
         ax.hist(np.clip(c["s_forget"], lo, hi), bins=bins, alpha=0.55, density=True, label="D_f (forget)")
-        ax.set(title=model, xlabel="s = logit-scaled confidence")
+        ax.set(xlabel="s = logit-scaled confidence")
+        ax.set_title(model, color=colours[model], fontweight="bold")
     axes[0][0].set_ylabel("density")
     axes[0][0].legend(fontsize=8)
     _save(fig, path)
