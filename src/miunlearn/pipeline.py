@@ -24,7 +24,7 @@ from miunlearn.data import DATASETS, FORGET_SELECTORS, Dataset, Splits, TensorDa
 from miunlearn.data.forget import ignored_fields
 from miunlearn.errors import MiunlearnError
 from miunlearn.guidance import APPROXIMATORS, fit_approximator, load_approximator, train_shadows
-from miunlearn.guidance.approximators import PrivacyApproximator
+from miunlearn.guidance.approximators import PrivacyApproximator, approximator_problems
 from miunlearn.guidance.shadows import shadow_store
 from miunlearn.io import atomic_write, check_output_folder
 from miunlearn.models import MODELS, build_model, load_weights, save_weights
@@ -80,8 +80,9 @@ def _config_problems(config: RunConfig, problems: list[str]) -> dict[str, Unlear
     problems += number_problems(config)
     problems += ignored_fields(config.forget)
     approximator = config.approximator
-    problems += [f"approximator.{key} must be at least 1, got {getattr(approximator, key)}"
-                 for key in ("num_shadows", "top_k", "hidden", "attack_epochs") if getattr(approximator, key) < 1]
+    if approximator.num_shadows < 1:
+        problems.append(f"approximator.num_shadows must be at least 1, got {approximator.num_shadows}")
+    problems += approximator_problems(approximator)
     if config.model.width is not None and config.model.width < 1:
         problems.append(f"model.width must be at least 1 (or unset for the model's default), got {config.model.width}")
     if math.isfinite(config.audit.low_fpr) and not 0 < config.audit.low_fpr < 1:
