@@ -225,10 +225,13 @@ def forget(
                                                         "model class (repeatable).")] = None,
     weights: Annotated[Path | None, typer.Option("--weights", help="First request: the deployed weights, "
                                                  ".safetensors or a .pt/.pth state_dict.")] = None,
-    train: Annotated[Path | None, typer.Option("--train", help="The rows the model was trained on (.npz x,y[,ids] "
-                                               "or .csv); IDs are its 'ids' or row numbers.")] = None,
-    held_out: Annotated[Path | None, typer.Option("--held-out", help="First request: rows the model never saw, "
-                                                  "divided into reference/shadow/audit by held_out.*.")] = None,
+    train: Annotated[Path | None, typer.Option("--train", help="The rows the model was trained on: .npz x,y[,ids], "
+                                               ".csv, an image folder (root/class/img.png; IDs are paths relative "
+                                               "to root) or torchvision:NAME:ROOT[:train|test]; IDs are its 'ids' "
+                                               "or row numbers.")] = None,
+    held_out: Annotated[Path | None, typer.Option("--held-out", help="First request: rows the model never saw "
+                                                  "(any form --train takes), divided into reference/shadow/audit "
+                                                  "by held_out.*.")] = None,
     reference: Annotated[Path | None, typer.Option("--reference", help="... or the reference rows ...")] = None,
     shadow: Annotated[Path | None, typer.Option("--shadow", help="... the shadow-model rows ...")] = None,
     audit_rows: Annotated[Path | None, typer.Option("--audit", help="... and the audit rows, as files.")] = None,

@@ -32,7 +32,17 @@ from miunlearn.audit.usefulness import Finding, assess
 from miunlearn.config import from_dict, merge, parse_overrides, to_dict
 from miunlearn.data import DatasetInfo, TensorData
 from miunlearn.deployed.config import DeploymentConfig
-from miunlearn.deployed.inputs import Table, check_ids, ids_json, load_ids, load_table, sha256_file, table_from_arrays
+from miunlearn.deployed.inputs import (
+    Table,
+    can_read,
+    check_classes,
+    check_ids,
+    ids_json,
+    load_ids,
+    load_table,
+    sha256_file,
+    table_from_arrays,
+)
 from miunlearn.deployed.model import fresh_copy, load_state, model_factory, read_state_dict
 from miunlearn.deployed.state import APPROXIMATOR, CURRENT, ORIGINAL, SPLIT, StateFolder
 from miunlearn.errors import MiunlearnError
@@ -72,8 +82,9 @@ def forget(state: str | Path, request: Any, *, model: nn.Module | str | None = N
     ``request``: the user's row IDs (a list/array, or a file of them). The first request creates ``state``
     and needs ``model`` (an ``nn.Module``, a registered name, or ``package.module:Class`` /
     ``path/file.py:Class`` with ``model_args``), ``weights`` (``.safetensors``/``.pt``/``.pth``; optional
-    for an ``nn.Module`` that already holds them), ``train`` (the rows the model was trained on: ``.npz``/
-    ``.csv`` file or ``(x, y)``/``(x, y, ids)`` arrays) and held-out rows: one ``held_out`` source divided
+    for an ``nn.Module`` that already holds them), ``train`` (the rows the model was trained on: an ``.npz``/
+    ``.csv`` file, an image folder, ``torchvision:NAME:ROOT[:train|test]`` (see :mod:`miunlearn.deployed.inputs`)
+    or ``(x, y)``/``(x, y, ids)`` arrays) and held-out rows: one ``held_out`` source divided
     by ``settings.held_out``, or ``reference``, ``shadow`` and ``audit`` separately. Later requests read all
     of that from ``state`` (an ``nn.Module`` must be passed again). ``settings``: a
     :class:`DeploymentConfig`, its dict, or ``key=value`` strings. ``retrain``: also retrain from scratch on
@@ -178,6 +189,8 @@ def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_ar
     for role, table in tables.items():
         if table.x.shape[1:] != train_table.x.shape[1:]:
             raise MiunlearnError(f"{role} rows have shape {table.x.shape[1:]}, training rows {train_table.x.shape[1:]}")
+        if table.classes is not None and train_table.classes is not None:
+            check_classes(table, train_table.classes, role)
     spec, deployed, factory = _deployed_model(model, model_args, weights, info, config.seed)
     _check_outputs(deployed, train_table, tables, spec)
 
@@ -192,14 +205,15 @@ def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_ar
         save_weights(deployed, staging / ORIGINAL)
         save_weights(deployed, staging / CURRENT)
         approximator.save(staging / APPROXIMATOR)
-        with atomic_write(staging / SPLIT, "wb") as fh:
-            np.savez(fh, **rows)
+        with atomic_write(staging / SPLIT, "wb") as fh:  # positions per role, and the user's IDs of those rows
+            np.savez(fh, **rows, **{f"{role}_ids": tables[role].ids[idx] for role, idx in rows.items()})
         write_json(staging / "deployment.json", {
             "format": "miunlearn-state/1",
             "created": _now(),
             "model": spec,
             "num_classes": num_classes,
             "input_shape": list(info.input_shape),
+            "classes": list(train_table.classes) if train_table.classes is not None else None,
             "original_weights_sha256": sha256_file(staging / ORIGINAL),
             "weights_source": {"path": str(Path(weights).resolve()) if weights else None,
                                "sha256": sha256_file(weights) if weights else None},
@@ -215,7 +229,7 @@ def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_ar
 
 def _source(table: Table) -> str:
     path = Path(table.source)
-    return str(path.resolve()) if path.is_file() else table.source
+    return str(path.resolve()) if path.exists() else table.source
 
 
 def _deployed_model(model: nn.Module | str, model_args: dict, weights: str | Path | None, info: DatasetInfo,
@@ -288,10 +302,12 @@ def _apply(folder: StateFolder, ids: np.ndarray, model: nn.Module | str | None, 
     switches = {k: v for k, v in (given.get("train") or {}).items() if k in SWITCHES}
     config = from_dict(DeploymentConfig, merge(deployment["settings"], {"unlearn": config.unlearn,
                                                                         "train": switches}))
-    if train is None and not Path(deployment["train"]["source"]).is_file():
-        raise MiunlearnError(f"the training rows ({deployment['train']['source']}) are not a file this request can "
-                             "read; give them again (--train / train=)")
+    if train is None and not can_read(deployment["train"]["source"]):
+        raise MiunlearnError(f"the training rows ({deployment['train']['source']}) are not a file or folder this "
+                             "request can read; give them again (--train / train=)")
     train_table = _table(train if train is not None else deployment["train"]["source"], label_column, "--train")
+    if deployment.get("classes") is not None:
+        check_classes(train_table, deployment["classes"], "training")
     if train_table.sha256 != deployment["train"]["sha256"]:
         raise MiunlearnError(f"the training data {train_table.source} differs from the rows the state folder was made "
                              f"for (sha256 {train_table.sha256[:12]} vs {deployment['train']['sha256'][:12]})")
@@ -379,10 +395,12 @@ def _load_roles(folder: StateFolder, deployment: dict, sources: dict[str, DataSo
     with np.load(folder.path / SPLIT) as split:
         for role, info in deployment["held_out"].items():
             source = sources.get(role)
-            if source is None and not Path(info["source"]).is_file():
-                raise MiunlearnError(f"the {role} rows ({info['source']}) are not a file this request can read; "
-                                     "give them again")
+            if source is None and not can_read(info["source"]):
+                raise MiunlearnError(f"the {role} rows ({info['source']}) are not a file or folder this request can "
+                                     "read; give them again")
             table = _table(source if source is not None else info["source"], label_column, role)
+            if deployment.get("classes") is not None:
+                check_classes(table, deployment["classes"], role)
             if table.sha256 != info["sha256"]:
                 raise MiunlearnError(f"the {role} rows ({table.source}) differ from those the state folder was made "
                                      "with; give the original ones")
