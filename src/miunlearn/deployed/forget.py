@@ -181,6 +181,9 @@ def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_ar
     if len(train_table) - len(train_table.positions(ids, "request")) < 2:  # before any training: the IDs exist
         raise MiunlearnError("this request would leave fewer than 2 training rows: that is retraining from nothing")
     tables, rows = _held_out_roles(held_out, reference, shadow, audit, config, label_column)
+    if train_table.classes is not None:
+        for role, table in tables.items():
+            check_classes(table, train_table.classes, "--held-out" if held_out is not None else f"--{role}")
     for role, idx in rows.items():
         if len(idx) < MIN_ROLE:
             raise MiunlearnError(f"the {role} role gets {len(idx)} held-out rows; it needs at least {MIN_ROLE}")
@@ -189,8 +192,6 @@ def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_ar
     for role, table in tables.items():
         if table.x.shape[1:] != train_table.x.shape[1:]:
             raise MiunlearnError(f"{role} rows have shape {table.x.shape[1:]}, training rows {train_table.x.shape[1:]}")
-        if table.classes is not None and train_table.classes is not None:
-            check_classes(table, train_table.classes, role)
     spec, deployed, factory = _deployed_model(model, model_args, weights, info, config.seed)
     _check_outputs(deployed, train_table, tables, spec)
 
