@@ -273,15 +273,17 @@ def forget(
 
 @app.command("list", epilog="Examples:\n  miunlearn list\n  miunlearn list --json")
 def list_components(as_json: JsonOption = False) -> None:
-    """Show the registered datasets, models, approximators, unlearning methods and audit attacks."""
+    """Show the registered datasets, models, approximators, unlearning methods, audit attacks and data formats."""
     from miunlearn import APPROXIMATORS, AUDIT_ATTACKS, DATASETS, METHODS, MODELS
     from miunlearn.audit import REFERENCE_ATTACKS
     from miunlearn.data import FORGET_SELECTORS
+    from miunlearn.deployed.inputs import READERS
     from miunlearn.training.executors import EXECUTORS
 
     registries = (("datasets", DATASETS), ("models", MODELS), ("approximators", APPROXIMATORS),
                   ("methods", METHODS), ("audit attacks", AUDIT_ATTACKS), ("forget modes", FORGET_SELECTORS),
-                  ("reference attacks (miunlearn audit)", REFERENCE_ATTACKS), ("executors", EXECUTORS))
+                  ("reference attacks (miunlearn audit)", REFERENCE_ATTACKS), ("executors", EXECUTORS),
+                  ("data formats (miunlearn forget)", READERS))
     if as_json:
         _emit({title: registry.names() for title, registry in registries})
         return
