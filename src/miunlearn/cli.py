@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from miunlearn import __version__
@@ -152,7 +153,8 @@ RunDirArgument = Annotated[Path, typer.Argument(help="A run folder written by `m
 
 
 def _fail(exc: MiunlearnError) -> typer.Exit:
-    err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+    # the message is plain text: a path's "[x]" is not markup, "torchvision:X:root:train:" holds no emoji
+    err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True, emoji=False)
     return typer.Exit(2)
 
 
