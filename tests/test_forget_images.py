@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -134,3 +135,22 @@ def test_a_torchvision_dataset_on_local_files(tmp_path):
     later = miunlearn.forget(tmp_path / "state", [9, 10], model=model, settings=["unlearn.remi.epochs=2"])
     assert later.request == 2
     assert later.certificate["provenance"]["train_data"]["source"].endswith("/fm:train")
+
+
+FASHION = Path("/work/shared/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not (FASHION / "t10k-images-idx3-ubyte.gz").is_file(), reason="no local Fashion-MNIST files")
+def test_the_real_fashion_mnist_test_split_through_torchvision(tmp_path):
+    """The released IDX files, un-gzipped where torchvision looks for them, read as torchvision reads them."""
+    with pytest.raises(MiunlearnError, match=r"FashionMNIST\('.*', download=True, train=True\)"):
+        load_table(f"torchvision:FashionMNIST:{tmp_path}")  # not there yet: the error says how to fetch them
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(gzip.decompress((FASHION / f"{name}.gz").read_bytes()))
+    table = load_table(f"torchvision:FashionMNIST:{tmp_path}:test")
+    assert table.x.shape == (10_000, 1, 28, 28) and np.bincount(table.y).tolist() == [1000] * 10
+    assert table.y[:5].tolist() == [9, 2, 1, 1, 6] and table.classes[9] == "Ankle boot"
+    assert table.ids[-1] == 9999  # IDs are positions in the split
