@@ -132,14 +132,14 @@ def data_format(source: str | Path) -> str:
 
 def can_read(source: str) -> bool:
     """Whether a saved source can be read again as it is (its file or folder is still there)."""
-    return data_format(source) == "torchvision" or Path(source).exists()
+    return data_format(source) == "torchvision" or Path(source).expanduser().exists()
 
 
 def load_table(source: str | Path, label_column: str | None = None) -> Table:
     """Read the user's data with the reader of its form (see the module docstring)."""
     text = str(source)
     kind = data_format(text)
-    if kind != "torchvision" and not Path(text).expanduser().exists():
+    if not can_read(text):
         raise MiunlearnError(f"data file {text!r} does not exist")
     if kind not in READERS:
         raise MiunlearnError(f"{text}: {READERS.unknown_message(kind or '(no suffix)')} (a folder is an image "
