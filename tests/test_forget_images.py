@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import miunlearn
+from conftest import shared
 from miunlearn.cli import app
 from miunlearn.data import DatasetInfo
 from miunlearn.deployed.inputs import load_ids, load_table
@@ -137,10 +138,6 @@ def test_a_torchvision_dataset_on_local_files(tmp_path):
     assert later.certificate["provenance"]["train_data"]["source"].endswith("/fm:train")
 
 
-FASHION = Path("/work/shared/datasets/fashion-mnist")
-
-
-@pytest.mark.skipif(not (FASHION / "t10k-images-idx3-ubyte.gz").is_file(), reason="no local Fashion-MNIST files")
 def test_the_real_fashion_mnist_test_split_through_torchvision(tmp_path):
     """The released IDX files, un-gzipped where torchvision looks for them, read as torchvision reads them."""
     with pytest.raises(MiunlearnError, match=r"FashionMNIST\('.*', download=True, train=True\)"):
@@ -149,7 +146,7 @@ def test_the_real_fashion_mnist_test_split_through_torchvision(tmp_path):
     raw.mkdir(parents=True)
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte"):
-        (raw / name).write_bytes(gzip.decompress((FASHION / f"{name}.gz").read_bytes()))
+        (raw / name).write_bytes(gzip.decompress((shared("fashion-mnist") / f"{name}.gz").read_bytes()))
     table = load_table(f"torchvision:FashionMNIST:{tmp_path}:test")
     assert table.x.shape == (10_000, 1, 28, 28) and np.bincount(table.y).tolist() == [1000] * 10
     assert table.y[:5].tolist() == [9, 2, 1, 1, 6] and table.classes[9] == "Ankle boot"
