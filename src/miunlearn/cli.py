@@ -144,7 +144,7 @@ def demo(out: OutOption = None, overwrite: OverwriteOption = False, quiet: Quiet
     except MiunlearnError as exc:
         raise _fail(exc) from None
     # With --json, stdout holds the run's JSON only; the verdicts are in RUN_DIR/audit.json and on stderr.
-    console = Console(stderr=as_json, width=200)
+    console = Console(stderr=as_json)
     for model, verdict in report["verdicts"].items():
         console.print(f"[bold]verdict[/bold] ({model}, LiRA + RMIA with the auditor's own reference models): "
                       f"{verdict['sentence']}", highlight=False)
