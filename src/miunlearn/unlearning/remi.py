@@ -231,3 +231,16 @@ class ReMI(UnlearningMethod):
         gap = status["forget_member_prob"] - status["ref_member_prob"]
         return gap <= status["member_tolerance"] and status["kl_full"] <= status["kl_threshold"]
 
+
+
+# ReMI's Optuna search space (kept at the end, apart from the method, which is rewritten independently).
+from typing import Any  # noqa: E402
+
+from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs  # noqa: E402
+
+
+@SEARCH_SPACES.register("remi")
+def _remi_space(trial: Any) -> dict[str, Any]:
+    """ReMI's step size and pass budget, and the weights of its leakage, KL and drift terms."""
+    return suggest_lr_epochs(trial, (1e-4, 3e-3), (2, 30)) | {
+        key: trial.suggest_float(key, 0.1, 10.0, log=True) for key in ("alpha", "beta", "gamma")}
