@@ -170,6 +170,7 @@ class Options:
     ulira_seeds: int = 1
     quick: bool = False
     executor: str = "local"
+    benchmarks_md: Path | None = None
     budget_s: float | None = None
     """Start no new tuning or cell after this many seconds (what is finished is kept; rerun to resume)."""
     overrides: list[str] = field(default_factory=list)
@@ -677,13 +678,11 @@ def methods_to_run(opts: Options) -> list[str]:
 
 def run(opts: Options, console: Console) -> Results:
     """The whole protocol for the selected settings, scenarios and methods; resumes from ``opts.out``."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    started = time.perf_counter()
     results = Results(opts.out)
     methods = methods_to_run(opts)
     for name in opts.settings:  # every dataset is checked before any training
         load_setting_data(name, setting_config(name, opts), opts)
-    started = time.perf_counter()
-
     def out_of_budget() -> bool:
         over = opts.budget_s is not None and time.perf_counter() - started > opts.budget_s
         if over:
@@ -702,9 +701,15 @@ def run(opts: Options, console: Console) -> Results:
                 if out_of_budget():
                     break
                 run_cell(ctx, scenario, seed, methods, params, opts, results, console)
-    meta = {"command": " ".join(["python benchmarks/leaderboard.py", *sys.argv[1:]]), "machine": machine(),
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")}
-    write_json(opts.out / "leaderboard_meta.json", meta)
+    meta_path = opts.out / "leaderboard_meta.json"
+    old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = {"command": " ".join(["OMP_NUM_THREADS=1 python benchmarks/leaderboard.py", *sys.argv[1:]]),
+            "machine": machine(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+            "wall_seconds": old.get("wall_seconds", 0.0) + time.perf_counter() - started,
+            "invocations": old.get("invocations", 0) + 1,
+            "protocol": {k: getattr(opts, k) for k in ("seeds", "retrains", "trials", "references", "ulira_seeds",
+                                                       "quick")}}
+    write_json(meta_path, meta)
     return results
 
 
@@ -802,12 +807,78 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def report(out: Path) -> str:
+def _method_mean(group: list[dict], method: str, value: Callable[[dict], float | None]) -> float:
+    vals = [v for v in (value(r) for r in group if r["method"] == method) if v is not None]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def audit_distance(row: dict, cells: dict[str, dict]) -> float | None:
+    """|strongest reference-attack AUC - the retrains' mean of theirs| in the row's cell."""
+    strong = cells.get(cell_key(row["setting"], row["scenario"], row["seed"]), {}).get("retrain_strong")
+    if not strong:
+        return None
+    return abs(row["strong_auc"] - float(np.mean([max(v["auc"] for v in r.values()) for r in strong])))
+
+
+def summary(rows: list[dict], cells: dict[str, dict]) -> str:
+    """Who wins where, in plain words, per setting and scenario: on closeness (avg gap), on the audit (strongest
+    reference-attack AUC nearest the retrains'), on speed, and where ReMI stands on each."""
+    lines = []
+    for setting, scenario in sorted({(r["setting"], r["scenario"]) for r in rows}):
+        group = [r for r in rows if (r["setting"], r["scenario"]) == (setting, scenario) and r["method"] != "original"]
+        if not group:
+            continue
+        names = sorted({r["method"] for r in group})
+        values: dict[str, Callable[[dict], float | None]] = {
+            "closeness": lambda r: r["avg_gap"], "audit": lambda r: audit_distance(r, cells),
+            "speed": lambda r: -r["speedup"]}
+        ranks = {label: sorted(names, key=lambda m, f=f: _method_mean(group, m, f)) for label, f in values.items()}
+        gap, speed = values["closeness"], (lambda r: r["speedup"])
+        floor = float(np.mean([r["floor_avg_gap"] for r in group]))
+        best, fastest = ranks["closeness"][0], ranks["speed"][0]
+        text = (f"**{setting}, {scenario}**: closest to retraining {best} (avg gap "
+                f"{_method_mean(group, best, gap):.2f}, floor {floor:.2f}); audit nearest the retrains' "
+                f"{ranks['audit'][0]}; fastest {fastest} ({_method_mean(group, fastest, speed):.1f}x)")
+        if "remi" in names:
+            text += ("; ReMI ranks " + ", ".join(f"{ranks[k].index('remi') + 1}/{len(names)} on {k}" for k in ranks)
+                     + f" (avg gap {_method_mean(group, 'remi', gap):.2f}, {_method_mean(group, 'remi', speed):.1f}x)")
+        lines.append(text + ".")
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def section(out: Path, image: str) -> str:
+    """The BENCHMARKS.md leaderboard section: command, machine, date, wall time, tables, plot, summary."""
     results = Results(out)
-    text = markdown(results.rows, results.cells)
+    meta_path = out / "leaderboard_meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    m = meta.get("machine", {})
+    where = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    head = (f"`{meta.get('command', 'python benchmarks/leaderboard.py')}` — {meta.get('date', '?')}, "
+            f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores, torch {m.get('torch', '?')}, device "
+            f"{m.get('device', '?')}), wall {meta.get('wall_seconds', 0) / 60:.0f} min over "
+            f"{meta.get('invocations', 1)} invocation(s); protocol {json.dumps(meta.get('protocol', {}))}. "
+            f"Rows: `{where}/leaderboard.json`.\n")
+    return "\n".join([head, summary(results.rows, results.cells), "", f"![avg gap vs speedup]({image})", "",
+                      markdown(results.rows, results.cells)])
+
+
+def report(out: Path, benchmarks_md: Path | None = None) -> str:
+    """Write leaderboard.md and leaderboard.png into ``out``; with ``benchmarks_md``, also replace the text
+    between its ``<!-- leaderboard:begin -->`` and ``<!-- leaderboard:end -->`` markers with the section."""
+    results = Results(out)
+    plot(results.rows, out / "leaderboard.png")
+    image = os.path.relpath(out / "leaderboard.png", (benchmarks_md or out / "x").parent)
+    text = section(out, image)
     with atomic_write(out / "leaderboard.md") as fh:
         fh.write(text)
-    plot(results.rows, out / "leaderboard.png")
+    if benchmarks_md is not None:
+        doc = benchmarks_md.read_text()
+        begin, end = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
+        if begin not in doc or end not in doc:
+            raise MiunlearnError(f"{benchmarks_md} has no {begin} ... {end} markers to put the section between")
+        doc = doc[: doc.index(begin) + len(begin)] + "\n" + text + "\n" + doc[doc.index(end):]
+        with atomic_write(benchmarks_md) as fh:
+            fh.write(doc)
     return text
 
 
@@ -847,6 +918,7 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--data-dir", type=Path, help="folder holding location/, fashion-mnist/, cifar10/")
     parser.add_argument("--budget-s", type=float, help="start no new tuning or cell after this many seconds")
     parser.add_argument("--report", action="store_true", help="only write leaderboard.md/.png from the results")
+    parser.add_argument("--benchmarks-md", type=Path, help="with --report: also update this file's leaderboard section")
     parser.add_argument("overrides", nargs="*", help="run-config overrides for every setting (key=value)")
     args = parser.parse_args(argv)
     quick = {"seeds": 2, "retrains": 2, "trials": 2, "references": 4, "ulira_seeds": 1}
@@ -864,8 +936,7 @@ def parse_args(argv: list[str]) -> Options:
         presets=args.presets or (out / "presets" if args.quick else HERE / "presets"),
         data_dir=args.data_dir or default_data_dir(), quick=args.quick, executor=args.executor,
         overrides=args.overrides, budget_s=args.budget_s, **counts)
-    if args.report:
-        opts.methods = []
+    opts.benchmarks_md = args.benchmarks_md
     return opts
 
 
@@ -874,7 +945,7 @@ def main(argv: list[str]) -> int:
     try:
         opts = parse_args(argv)
         if "--report" in argv:
-            print(report(opts.out))
+            print(report(opts.out, opts.benchmarks_md))
             return 0
         opts.out.mkdir(parents=True, exist_ok=True)
         opts.presets.mkdir(parents=True, exist_ok=True)

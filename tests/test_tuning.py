@@ -101,3 +101,10 @@ def test_a_preset_fills_in_method_settings_the_config_does_not_set(tmp_path: Pat
     preset.write_text("unlearn: {methods: [remi]}\n")
     with pytest.raises(MiunlearnError, match="no unlearn.params"):
         load_config(None, [f"unlearn.preset={preset}"])
+
+
+def test_a_trial_that_breaks_the_model_scores_infinity_instead_of_stopping_the_study() -> None:
+    from miunlearn.tuning import evaluate_params
+
+    task, _ = _task()
+    assert evaluate_params("gradient-ascent", {"lr": 1e30, "epochs": 3}, task) == float("inf")

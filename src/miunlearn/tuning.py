@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from torch import nn
 
 from miunlearn.audit import EvaluationSets, ModelOutputs, evaluate_outputs
@@ -86,10 +87,16 @@ def distance_to_retrain(metrics: dict[str, float], retrained: dict[str, float]) 
 def evaluate_params(method: str, params: dict[str, Any], task: CalibrationTask) -> float:
     """Run ``method`` with ``params`` on the calibration request and return its distance to the retrain.
 
-    A setting that breaks the model (non-finite outputs) scores infinity instead of stopping the study."""
+    A setting that breaks the model (non-finite outputs, on which the metrics' classifiers fail) scores
+    infinity instead of stopping the study."""
     result = unlearn(task.model, task.sets.forget, task.sets.retain, method, params, reference=task.reference,
                      approximator=task.approximator, recipe=task.recipe, seed=task.seed)
-    value = distance_to_retrain(calibration_metrics(result.model, task.sets, task.recipe), task.retrained)
+    try:
+        value = distance_to_retrain(calibration_metrics(result.model, task.sets, task.recipe), task.retrained)
+    except ValueError:
+        if all(torch.isfinite(p).all() for p in result.model.parameters()):
+            raise
+        return math.inf
     return value if math.isfinite(value) else math.inf
 
 
