@@ -71,7 +71,7 @@ from miunlearn.models import build_model, load_weights, save_weights  # noqa: E4
 from miunlearn.registry import Registry  # noqa: E402
 from miunlearn.training import predict_logits, resolve_device, train_model  # noqa: E402
 from miunlearn.training.executors import ModelSpec, build_executor  # noqa: E402
-from miunlearn.tuning import CalibrationTask, calibration_metrics, tune  # noqa: E402
+from miunlearn.tuning import CalibrationTask, calibration_metrics, method_fingerprint, tune  # noqa: E402
 from miunlearn.unlearning import METHODS, unlearn  # noqa: E402
 from miunlearn.unlearning.search_space import SEARCH_SPACES  # noqa: E402
 
@@ -566,7 +566,11 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
     """Target, retrains and every method on one (setting, scenario, seed); each row stored as it finishes."""
     key = cell_key(ctx.name, scenario, seed)
     wanted_ulira = seed < opts.ulira_seeds
-    pending = [m for m in ["original", *methods] if results.row(ctx.name, scenario, m, seed) is None]
+    stale = {m for m in methods if results.cells.get(key, {}).get("methods", {}).get(m, {}).get("fingerprint")
+             not in (None, method_fingerprint(m))}  # the method's code changed since its row was computed
+    if stale:
+        results.cells[key]["ulira_done"] = False
+    pending = [m for m in ["original", *methods] if results.row(ctx.name, scenario, m, seed) is None or m in stale]
     if not pending and (not wanted_ulira or results.cells.get(key, {}).get("ulira_done")):
         return
     console.log(f"{key}: target, {opts.retrains} retrains, {len(pending)} row(s) to compute")
@@ -612,6 +616,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
             "speedup": retrain_seconds / seconds if seconds else None,
             "work_ratio": retrain_work / work if work else None, "peak_mib": peak, "params": method_params})
         cell["methods"][method] = {
+            "fingerprint": method_fingerprint(method) if method in METHODS else None,
             "strong": a.strong, "verdict": verdict(a.scores, retrain_audits[0].scores, seed),
             "delta_s_forget": float(np.mean([np.abs(a.s_forget - r.s_forget).mean() for r in retrain_audits])),
             "delta_s_audit": float(np.mean([np.abs(a.s_audit - r.s_audit).mean() for r in retrain_audits]))}
@@ -624,7 +629,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
     method_models: dict[str, nn.Module] = {}
     for method in methods:
         path = folder / f"{method}.safetensors"
-        if results.row(ctx.name, scenario, method, seed) is not None:
+        if results.row(ctx.name, scenario, method, seed) is not None and method not in stale:
             if path.is_file():
                 method_models[method] = load_weights(fresh_model(ctx), path).eval()
             continue
@@ -656,7 +661,11 @@ def run_ulira(ctx: SettingContext, scenario: str, seed: int, methods: list[str],
               console: Console) -> None:
     key = cell_key(ctx.name, scenario, seed)
     rows = [results.row(ctx.name, scenario, m, seed) for m in methods]
-    for method in ulira_methods([r for r in rows if r is not None]):
+    chosen = ulira_methods([r for r in rows if r is not None])
+    for row in rows:  # a method no longer among the chosen (after a rerun of another) keeps no stale U-LiRA AUC
+        if row is not None and row["method"] not in chosen and row["ulira_auc"] is not None:
+            results.put(dict(row) | {"ulira_auc": None})
+    for method in chosen:
         row = results.row(ctx.name, scenario, method, seed)
         if row["ulira_auc"] is not None or method not in models:
             continue
@@ -758,7 +767,7 @@ def markdown(rows: list[dict], cells: dict[str, dict]) -> str:
                 _mean_std([r["ulira_auc"] for r in mr], digits=3),
                 f"{sum(bool(t) for t in told)}/{len(told)}",
                 _mean_std([r["speedup"] for r in mr]), _mean_std([r["work_ratio"] for r in mr]),
-                _mean_std([r["peak_mib"] for r in mr], digits=0)]) + " |")
+                _mean_std([r["peak_mib"] for r in mr], digits=1)]) + " |")
         out.append("")
     return "\n".join(out)
 

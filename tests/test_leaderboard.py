@@ -185,7 +185,7 @@ def test_presets_are_reusable_run_configs(quick_run: dict) -> None:
     assert config.unlearn.params["remi"] == remi_row["params"]
 
 
-def test_a_killed_run_resumes_with_only_the_missing_rows(quick_run: dict, tmp_path: Path) -> None:
+def test_a_killed_run_resumes_with_only_the_missing_and_changed_rows(quick_run: dict, tmp_path: Path) -> None:
     import shutil
 
     out = tmp_path / "out"
@@ -194,6 +194,9 @@ def test_a_killed_run_resumes_with_only_the_missing_rows(quick_run: dict, tmp_pa
     dropped = [r for r in rows if r["scenario"] == "small1" and r["seed"] == 1 and r["method"] in ("remi", "ssd")]
     kept = [r for r in rows if r not in dropped]
     (out / "leaderboard.json").write_text(json.dumps(kept))  # as a run killed before those rows were stored
+    cells = json.loads((out / "leaderboard_cells.json").read_text())
+    cells["digits_mlp/random10/1"]["methods"]["finetune"]["fingerprint"] = "code since changed"
+    (out / "leaderboard_cells.json").write_text(json.dumps(cells))
     calls: list[str] = []
     real_unlearn = leaderboard.unlearn
 
@@ -206,11 +209,13 @@ def test_a_killed_run_resumes_with_only_the_missing_rows(quick_run: dict, tmp_pa
         assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(quick_run["cache"])]) == 0
     finally:
         leaderboard.unlearn = real_unlearn
-    assert sorted(calls) == ["remi", "ssd"]  # cached targets, retrains and tuning trials; finished rows kept
+    # Cached targets, retrains and tuning trials; finished rows kept; a method whose code changed is rerun.
+    assert sorted(calls) == ["finetune", "remi", "ssd"]
     resumed = json.loads((out / "leaderboard.json").read_text())
     assert len(resumed) == len(rows)
     for row in kept:
-        assert row in resumed
+        if (row["scenario"], row["seed"], row["method"]) != ("random10", 1, "finetune"):
+            assert row in resumed
 
 
 @pytest.mark.slow

@@ -100,12 +100,19 @@ def evaluate_params(method: str, params: dict[str, Any], task: CalibrationTask) 
     return value if math.isfinite(value) else math.inf
 
 
+def method_fingerprint(method: str) -> str:
+    """A hash of the method's own source: the modules of its class and of the classes it extends (e.g. l1-sparse
+    and fine-tuning), and its search space. Changes to shared code (base.py, common.py) are not in it."""
+    modules = {inspect.getmodule(cls) for cls in METHODS.get(method).__mro__ if cls.__module__.startswith("miunlearn.")}
+    sources = sorted(inspect.getsource(module) for module in modules)
+    return hashlib.sha256(json.dumps([sources, inspect.getsource(SEARCH_SPACES.get(method))]).encode()).hexdigest()[:16]
+
+
 def study_name(method: str, key: dict[str, Any]) -> str:
     """Names the study after everything its trials depend on, the method's own source included."""
-    source = inspect.getsource(inspect.getmodule(METHODS.get(method)))
-    space = inspect.getsource(SEARCH_SPACES.get(method))
-    digest = hashlib.sha256(json.dumps({"key": key, "objective": OBJECTIVE_VERSION, "source": source,
-                                        "space": space}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps({"key": key, "objective": OBJECTIVE_VERSION,
+                                        "method": method_fingerprint(method)}, sort_keys=True,
+                                       default=str).encode()).hexdigest()[:16]
     return f"{method}-{digest}"
 
 
