@@ -165,7 +165,7 @@ class Options:
     data_dir: Path | None
     seeds: int = 3
     retrains: int = 2
-    trials: int = 16
+    trials: int = 8
     references: int = 8
     ulira_seeds: int = 1
     quick: bool = False
@@ -931,7 +931,7 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("overrides", nargs="*", help="run-config overrides for every setting (key=value)")
     args = parser.parse_args(argv)
     quick = {"seeds": 2, "retrains": 2, "trials": 2, "references": 4, "ulira_seeds": 1}
-    full = {"seeds": 3, "retrains": 2, "trials": 16, "references": 8, "ulira_seeds": 1}
+    full = {"seeds": 3, "retrains": 2, "trials": 8, "references": 8, "ulira_seeds": 1}
     base = quick if args.quick else full
     counts = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in base.items()}
     if counts["retrains"] < 2 or counts["seeds"] < 1 or counts["trials"] < 1 or counts["references"] < 2:
