@@ -568,6 +568,8 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
     wanted_ulira = seed < opts.ulira_seeds
     stale = {m for m in methods if results.cells.get(key, {}).get("methods", {}).get(m, {}).get("fingerprint")
              not in (None, method_fingerprint(m))}  # the method's code changed since its row was computed
+    stale |= {m for m in methods if (row := results.row(ctx.name, scenario, m, seed)) is not None
+              and row["params"] != params.get(m, {})}  # or its tuned settings did (more trials, say)
     if stale:
         results.cells[key]["ulira_done"] = False
     pending = [m for m in ["original", *methods] if results.row(ctx.name, scenario, m, seed) is None or m in stale]
