@@ -68,7 +68,7 @@ FLOORS: dict[str, Callable[[dict[str, Any], int, int, TrainConfig], int]] = {"re
 def forget_overrides(setting: str) -> list[str]:
     """``class``: every sample of class 0; a number: that fraction of D_train, drawn at random."""
     if setting == "class":
-        return ["forget.mode=class", "forget.classes=[0]"]
+        return ["forget.mode=class", "forget.classes=[0]", "forget.fraction=null"]
     return ["forget.mode=random", f"forget.fraction={float(setting)}"]
 
 

@@ -102,10 +102,22 @@ def test_reference_models_of_another_setup_or_architecture_are_refused(audited, 
     (other / "meta.json").write_text(json.dumps(meta))
     _fails(["audit", str(run_dir), f"references_dir={other}"], "were made for another set-up (model.name: 'cnn'")
 
+
+
+def test_a_swapped_reference_model_fails_its_digest_and_is_retrained(audited, tmp_path):
+    """A weights file that does not match the sha256 stored beside it is never loaded: it is retrained."""
+    run_dir, _, _ = audited
+    before = json.loads((run_dir / "audit.json").read_text())
     swapped = tmp_path / "swapped"
-    shutil.copytree(folder, swapped)
+    shutil.copytree(before["references"]["folder"], swapped)
     save_weights(build_model("mlp", DatasetInfo("digits", (64,), 10, False)), swapped / "ref-00.safetensors")
-    _fails(["audit", str(run_dir), f"references_dir={swapped}"], "holds weights for model 'mlp' with 10 classes")
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    result = runner.invoke(app, ["audit", str(copy), f"references_dir={swapped}", "bootstrap=30", "-q"])
+    assert result.exit_code == 0, result.output
+    after = json.loads((copy / "audit.json").read_text())
+    assert after["references"]["trained_now"] == 1
+    assert after["attacks"] == before["attacks"]
 
 
 @pytest.mark.slow

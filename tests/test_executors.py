@@ -128,18 +128,18 @@ def test_shadow_store_is_reused_by_a_second_run(digits, tmp_path, model):
     config, dataset, splits = digits
     config = replace(config, model=replace(config.model, name=model, width=8),
                      executor=ExecutorConfig(cache_dir=str(tmp_path)))
-    store = shadow_store(config, dataset.info.num_classes, splits.shadow)
     shadow = dataset.pool.subset(splits.shadow)
+    store = shadow_store(config, dataset.info.num_classes, splits.shadow, shadow)
     first = train_shadows(_spec(config, dataset), shadow, config.train, 2, 0, store=store)
     second = train_shadows(_spec(config, dataset), shadow, config.train, 2, 0, store=store)
     assert (first.trained_now, second.trained_now) == (2, 0)
     assert sorted(p.name for p in store.glob("*.safetensors")) == ["shadow-00.safetensors", "shadow-01.safetensors"]
     assert torch.equal(first.logits, second.logits) and torch.equal(first.member, second.member)
-    assert shadow_store(config, dataset.info.num_classes, splits.shadow) == store
-    with pytest.raises(MiunlearnError, match="another pool of samples"):
-        shadow_store(config, dataset.info.num_classes, splits.shadow[::-1])
+    assert shadow_store(config, dataset.info.num_classes, splits.shadow, shadow) == store
+    with pytest.raises(MiunlearnError, match="another pool of samples"):  # same content, other indices
+        shadow_store(config, dataset.info.num_classes, splits.shadow[::-1], shadow)
     other = replace(config, train=replace(config.train, lr=0.1))
-    assert shadow_store(other, dataset.info.num_classes, splits.shadow) != store
+    assert shadow_store(other, dataset.info.num_classes, splits.shadow, shadow) != store
 
 
 @pytest.mark.parametrize(("override", "message"), [

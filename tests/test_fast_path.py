@@ -162,8 +162,10 @@ def test_fast_path_switches_do_not_change_the_reference_model_cache_key() -> Non
     plain = load_config(None, ["train.device=cpu"])
     fast = load_config(None, ["train.device=cuda", "train.channels_last=true", "train.compile=true",
                               "train.progress=false"])
-    assert reference_key(plain, 10, 4, 0) == reference_key(fast, 10, 4, 0)
-    assert reference_key(plain, 10, 4, 0) != reference_key(load_config(None, ["train.precision=bf16"]), 10, 4, 0)
+    data = TensorData(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
+    assert reference_key(plain, 10, 4, 0, data) == reference_key(fast, 10, 4, 0, data)
+    bf16 = load_config(None, ["train.precision=bf16"])
+    assert reference_key(plain, 10, 4, 0, data) != reference_key(bf16, 10, 4, 0, data)
 
 
 def test_channels_last_override_parses_and_rejects_non_booleans() -> None:

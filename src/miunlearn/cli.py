@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from miunlearn.errors import MiunlearnError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (unknown command or option, bad value) as one ``error:`` line and exit 2, not a box."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # noqa: ANN201 (click's signature)
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            code = 1
+        except typer.TyperException as exc:  # typer's click exceptions: usage errors and the like
+            ctx, code = getattr(exc, "ctx", None), getattr(exc, "exit_code", 2)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `miunlearn`: the help, as before
+                typer.echo(ctx.get_help())
+            else:
+                where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+                typer.echo(f"error: {exc.format_message()}{where}", err=True)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=OneLineErrors,
                   help="Machine unlearning guided by membership inference, audited against retraining.")
 err = Console(stderr=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -41,14 +42,18 @@ class DataConfig:
     seed: int = 0
 
 
+DEFAULT_FORGET_FRACTION = 0.1
+
+
 @dataclass
 class ForgetConfig:
     """Which training samples the deletion request names."""
 
     mode: str = "random"
     """``random`` (``fraction`` or ``count`` of D_train), ``class`` (all samples of ``classes``) or
-    ``indices`` (positions in D_train)."""
-    fraction: float | None = 0.1
+    ``indices`` (positions in D_train). Fields another mode would read must stay unset."""
+    fraction: float | None = None
+    """``random`` only; with neither ``fraction`` nor ``count`` given, :data:`DEFAULT_FORGET_FRACTION`."""
     count: int | None = None
     classes: list[int] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
@@ -86,8 +91,9 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     channels_last: bool = True
-    """Store image models and batches channels-last (NHWC): what tensor-core convolutions want, and 1.6-2x
-    faster for the ``cnn`` on CPU too. Same results up to numerics; ignored for tabular data and MLPs."""
+    """Store image models and batches channels-last (NHWC): what tensor-core convolutions want, and faster
+    for the ``cnn`` on CPU too (measured in BENCHMARKS.md). Same results up to numerics; ignored for tabular
+    data and MLPs."""
     compile: bool = False
     """``torch.compile`` the model for training: faster steps after a compile of tens of seconds per model."""
 
@@ -269,11 +275,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise MiunlearnError(f"config file {str(path)!r} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise MiunlearnError(f"config file {str(path)!r} is not UTF-8 text") from None
         except yaml.YAMLError as exc:
             raise MiunlearnError(f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from None
+        if not isinstance(data, dict):
+            raise MiunlearnError(f"config file {str(path)!r} must hold a mapping of sections (data:, train:, ...), "
+                                 f"not a {type(data).__name__}")
     data = merge(data, parse_overrides(overrides or []))
-    config = resolve_seeds(from_dict(RunConfig, data), data)
+    config = resolve_forget(resolve_seeds(from_dict(RunConfig, data), data))
     if config.unlearn.preset:
         # Resolved: the preset's values now stand in params, so a saved config needs no preset file.
         config.unlearn.params = merge(preset_params(config.unlearn.preset), config.unlearn.params)
@@ -287,7 +298,9 @@ def preset_params(path: str | Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise MiunlearnError(f"unlearn.preset file {str(path)!r} does not exist (presets: benchmarks/presets/*.yaml)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise MiunlearnError(f"unlearn.preset file {str(path)!r} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise MiunlearnError(f"unlearn.preset file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from None
     params = (data.get("unlearn") or {}).get("params") if isinstance(data, dict) else None
@@ -302,6 +315,32 @@ def resolve_seeds(config: RunConfig, given: dict[str, Any]) -> RunConfig:
         if "seed" not in (given.get(section) or {}):
             setattr(config, section, dataclasses.replace(getattr(config, section), seed=config.seed))
     return config
+
+
+def resolve_forget(config: RunConfig) -> RunConfig:
+    """A random forget set with neither size given takes :data:`DEFAULT_FORGET_FRACTION` (saved as such)."""
+    forget = config.forget
+    if forget.mode == "random" and forget.fraction is None and forget.count is None:
+        config.forget = dataclasses.replace(forget, fraction=DEFAULT_FORGET_FRACTION)
+    return config
+
+
+def number_problems(config: Any, where: str = "") -> list[str]:
+    """Every non-finite number and every negative seed in a (nested) config dataclass or dict."""
+    items = ({f.name: getattr(config, f.name) for f in fields(config)} if is_dataclass(config) else dict(config))
+    problems = []
+    for key, value in items.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if is_dataclass(value) or isinstance(value, dict):
+            problems += number_problems(value, dotted)
+        elif isinstance(value, (list, tuple)):
+            problems += [f"{dotted}[{i}] must be finite, got {v}" for i, v in enumerate(value)
+                         if isinstance(v, float) and not math.isfinite(v)]
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{dotted} must be finite, got {value}")
+        elif key == "seed" and isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            problems.append(f"{dotted} must not be negative, got {value}")
+    return problems
 
 
 def save_config(config: RunConfig) -> str:

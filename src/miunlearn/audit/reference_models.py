@@ -5,8 +5,8 @@ use them (LiRA, RMIA) are independent of the guiding approximator and its shadow
 of the pool is IN exactly half of the models when their number is even (Carlini et al.'s balanced
 split), so each sample has as many models trained with it as without it.
 
-They depend only on (dataset and role split, architecture, recipe, seed, count), not on the deletion
-request, so they live in an artefact store under that key (:mod:`miunlearn.artefacts`) and are reused
+They depend only on (the content of D_train ∪ D_audit, architecture, recipe, seed, count), not on the
+deletion request, so they live in an artefact store under that key (:mod:`miunlearn.artefacts`) and are reused
 by every audit of the same target set-up: ``membership.npz`` holds the pool indices and the K x N
 membership matrix, one ``ref-KK.safetensors`` per model is written as soon as it is ready, so an
 interrupted audit resumes where it stopped. The executor (``local`` or ``ray``) trains the missing ones.
@@ -23,7 +23,7 @@ from torch import nn
 
 from miunlearn.artefacts import model_key, open_store, store_folder
 from miunlearn.config import RunConfig
-from miunlearn.data import Dataset, Splits
+from miunlearn.data import Dataset, Splits, TensorData
 from miunlearn.errors import MiunlearnError
 from miunlearn.training.executors import Executor, ModelJob, ModelSpec, build_executor
 
@@ -62,8 +62,8 @@ def membership_matrix(count: int, size: int, seed: int) -> np.ndarray:
     return rng.random((count, size)).argsort(0) < count // 2
 
 
-def reference_key(config: RunConfig, num_classes: int, count: int, seed: int) -> dict:
-    return model_key(config, num_classes, "train+audit", seed, count)
+def reference_key(config: RunConfig, num_classes: int, count: int, seed: int, data: TensorData) -> dict:
+    return model_key(config, num_classes, "train+audit", seed, count, data)
 
 
 def prepare_reference_models(config: RunConfig, dataset: Dataset, splits: Splits, count: int, seed: int,
@@ -74,15 +74,16 @@ def prepare_reference_models(config: RunConfig, dataset: Dataset, splits: Splits
     ``executor`` (default: the one ``config.executor`` names) trains the missing ones; ``cache_root``
     defaults to ``config.executor.cache_dir``.
     """
-    key = reference_key(config, dataset.info.num_classes, count, seed)
+    pool = reference_pool(splits)
+    data = dataset.pool.subset(pool)
+    key = reference_key(config, dataset.info.num_classes, count, seed, data)
     folder = Path(folder).expanduser() if folder else store_folder("reference-models", key,
                                                                     cache_root or config.executor.cache_dir)
-    pool = reference_pool(splits)
     member = membership_matrix(count, len(pool), seed)
     open_store(folder, key, {"pool_indices": pool, "member": member},
                "reference models", "point audit references_dir elsewhere or delete that folder")
     spec = ModelSpec(config.model.name, dataset.info, config.model.width)
     jobs = [ModelJob(spec, np.flatnonzero(member[k]), replace(config.train, seed=10_000 + 100 * seed + k),
                      folder / f"ref-{k:02d}.safetensors", f"reference {k + 1}/{count}") for k in range(count)]
-    result = (executor or build_executor(config.executor)).run(jobs, dataset.pool.subset(pool), console)
+    result = (executor or build_executor(config.executor)).run(jobs, data, console)
     return ReferenceModels(pool, member, result.models, folder, result.trained, result.seconds)

@@ -14,7 +14,6 @@ copies of the target; the caller hands in a :class:`MethodReplay` that does so
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from miunlearn import runfolder
 from miunlearn.audit.attack_metrics import attack_metrics, paired_auc_difference
 from miunlearn.audit.challenge import challenge_score
 from miunlearn.audit.lira import VARIANCES, lira_online
@@ -39,7 +39,7 @@ from miunlearn.models import build_model, load_weights
 from miunlearn.training import predict_logits, resolve_device, train_model
 from miunlearn.training.executors import build_executor, validate_executor_config
 
-RUN_HINT = "write a run folder with `miunlearn run --out DIR` or `miunlearn demo --out DIR`"
+RUN_HINT = runfolder.RUN_HINT
 
 
 @dataclass
@@ -119,7 +119,7 @@ class RunFolder:
     dataset: Dataset
     splits: Splits
     models: dict[str, nn.Module]
-    metrics: dict
+    metrics: runfolder.RunMetrics
 
     def part(self, role: str) -> TensorData:
         return self.dataset.pool.subset(getattr(self.splits, role))
@@ -137,28 +137,24 @@ class MethodReplay(Protocol):
 
 
 def load_run(path: str | Path) -> RunFolder:
-    """Open a run folder written by ``miunlearn run``/``demo``, naming whatever is missing."""
-    path = Path(path)
-    if not path.is_dir():
-        raise MiunlearnError(f"run folder {str(path)!r} does not exist; {RUN_HINT}")
-    needed = ("config.yaml", "splits.npz", "metrics.json", "models/original.safetensors")
-    missing = [name for name in needed if not (path / name).is_file()]
-    if missing:
-        raise MiunlearnError(f"{path} lacks {', '.join(missing)}, which the audit needs; {RUN_HINT}")
-    config = load_config(path / "config.yaml")
+    """Open a run folder written by ``miunlearn run``/``demo``, naming whatever is missing or unreadable."""
+    path = runfolder.check_run_folder(path, (runfolder.CONFIG, runfolder.SPLITS, runfolder.METRICS,
+                                             runfolder.model_file("original")), "the audit")
+    metrics = runfolder.read_metrics(path)
+    config = load_config(path / runfolder.CONFIG)
     dataset = load_dataset(config.data)
-    splits = Splits.load(path / "splits.npz")
+    splits = Splits.load(path / runfolder.SPLITS)
     top = max(int(np.max(getattr(splits, r), initial=-1)) for r in ("train", "audit", "ref", "shadow"))
     if top >= len(dataset.pool) or splits.test_size != len(dataset.test):
-        raise MiunlearnError(f"{path}/splits.npz does not fit dataset {config.data.name!r} as loaded now "
+        raise MiunlearnError(f"{path}/{runfolder.SPLITS} does not fit dataset {config.data.name!r} as loaded now "
                              f"({len(dataset.pool)} pool samples); were its files or data.root changed?")
     models = {}
-    files = sorted((path / "models").glob("*.safetensors"), key=lambda p: (p.stem != "original", p.stem == "retrain",
-                                                                            p.stem))
+    files = sorted((path / runfolder.MODELS).glob("*.safetensors"),
+                   key=lambda p: (p.stem != "original", p.stem == "retrain", p.stem))
     for file in files:
         model = build_model(config.model.name, dataset.info, config.model.width)
         models[file.stem] = load_weights(model, file).eval()
-    return RunFolder(path, config, dataset, splits, models, json.loads((path / "metrics.json").read_text()))
+    return RunFolder(path, config, dataset, splits, models, metrics)
 
 
 def _logits(model: nn.Module, data: TensorData, device: torch.device) -> torch.Tensor:
@@ -224,9 +220,9 @@ def run_strong_audit(run_dir: str | Path, config: StrongAuditConfig | None = Non
         report["ulira"] = _ulira(run, refs, config, scored, member[:, :n_f], device, console, scores, replay)
     if config.challenge_copies:
         report["challenge"] = _challenge(run, config, device, console, replay)
-    with atomic_path(run.path / "audit_scores.npz") as tmp, open(tmp, "wb") as fh:
+    with atomic_path(run.path / runfolder.AUDIT_SCORES) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **scores)
-    write_json(run.path / "audit.json", report)
+    write_json(run.path / runfolder.AUDIT, report)
     return report
 
 

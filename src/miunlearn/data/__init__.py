@@ -6,17 +6,18 @@ import numpy as np
 
 from miunlearn.config import DataConfig, ForgetConfig
 from miunlearn.data import cifar10, digits, fashion_mnist, location, npz  # noqa: F401  (register loaders)
-from miunlearn.data.base import DATASETS, ROLES, Dataset, DatasetInfo, Splits, TensorData, make_splits
+from miunlearn.data.base import DATASETS, ROLES, Dataset, DatasetInfo, Splits, TensorData, check_dataset, make_splits
 from miunlearn.data.forget import FORGET_SELECTORS, select_forget, validate_indices
 from miunlearn.errors import MiunlearnError
 
 __all__ = ["DATASETS", "FORGET_SELECTORS", "ROLES", "Dataset", "DatasetInfo", "Splits", "TensorData",
-           "load_dataset", "make_splits", "prepare_splits", "select_forget", "validate_indices"]
+           "check_dataset", "load_dataset", "make_splits", "prepare_splits", "select_forget", "validate_indices"]
 
 
 def load_dataset(config: DataConfig) -> Dataset:
     """Load a registered dataset, capped to ``config.subset`` pool / ``config.test_subset`` test samples."""
     dataset = DATASETS.get(config.name)(config)
+    check_dataset(dataset)
     for attr, cap in (("pool", config.subset), ("test", config.test_subset)):
         if cap is None:
             continue

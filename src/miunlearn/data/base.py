@@ -6,8 +6,9 @@ This keeps loading out of the training loop's way and lets a run move all data t
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,8 +109,17 @@ class Splits:
 
     @classmethod
     def load(cls, path: str | Path) -> Splits:
-        with np.load(path) as f:
-            return cls(f["train"], f["ref"], f["shadow"], f["audit"], f["forget"], int(f["test_size"]))
+        from miunlearn.io import read_npz
+
+        f = read_npz(path, "split file")
+        missing = [k for k in ("train", "ref", "shadow", "audit", "forget", "test_size") if k not in f]
+        if missing:
+            raise MiunlearnError(f"{path} is not a readable split file (lacks {', '.join(missing)})")
+        roles = [f[k] for k in ("train", "ref", "shadow", "audit", "forget")]
+        if any(r.ndim != 1 or not np.issubdtype(r.dtype, np.integer) or (r < 0).any() for r in roles) \
+                or f["test_size"].shape != ():
+            raise MiunlearnError(f"{path} is not a readable split file (indices must be 1-D non-negative integers)")
+        return cls(*roles, int(f["test_size"]))
 
 
 def make_splits(pool_size: int, test_size: int, fractions: dict[str, float], seed: int) -> Splits:
@@ -134,6 +144,61 @@ def make_splits(pool_size: int, test_size: int, fractions: dict[str, float], see
 
 
 DATASETS: Registry[Callable[[DataConfig], Dataset]] = Registry("dataset")
+
+
+def check_dataset(dataset: Dataset) -> None:
+    """Refuse data no model should be trained or scored on: empty parts, non-finite features, labels outside
+    ``0..num_classes-1`` (in the pool *and* the test set), samples of another shape; every problem listed."""
+    info, problems = dataset.info, []
+    for role, part in (("training pool", dataset.pool), ("test set", dataset.test)):
+        if len(part) == 0:
+            problems.append(f"the {role} is empty")
+            continue
+        if tuple(part.x.shape[1:]) != tuple(info.input_shape):
+            problems.append(f"the {role}'s samples have shape {tuple(part.x.shape[1:])}, not {info.input_shape}")
+        if part.x.is_floating_point():
+            bad = int((~torch.isfinite(part.x.reshape(len(part), -1))).any(1).sum())
+            if bad:
+                problems.append(f"{bad} sample(s) of the {role} hold NaN or infinite features")
+        if part.y.is_floating_point() or part.y.dtype == torch.bool:
+            problems.append(f"the {role}'s labels are not integers")
+            continue
+        out = part.y[(part.y < 0) | (part.y >= info.num_classes)]
+        if len(out):
+            problems.append(f"the {role} has label(s) outside 0..{info.num_classes - 1}: "
+                            f"{sorted(set(out.tolist()))[:5]}")
+    if problems:
+        raise MiunlearnError(f"dataset {info.name!r}: " + "; ".join(problems))
+
+
+@contextlib.contextmanager
+def downloading(root: Path, what: str) -> Iterator[None]:
+    """Turn a failed download into one line and remove the folders it created that are still empty."""
+    existing = _existing_folders(root)
+    try:
+        yield
+    except MiunlearnError:
+        raise
+    except Exception as exc:  # urllib, torchvision and OS errors all mean the same: no data
+        _remove_new_empty_folders(root, existing)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MiunlearnError(f"could not download {what} into {root} ({reason}); without a network, put the "
+                             "files there yourself") from None
+
+
+def _existing_folders(root: Path) -> set[Path]:
+    folders = {p for p in [root, *root.parents] if p.is_dir()}
+    if root.is_dir():
+        folders |= {Path(d) for d, _, _ in os.walk(root)}
+    return folders
+
+
+def _remove_new_empty_folders(root: Path, existing: set[Path]) -> None:
+    candidates = [Path(d) for d, _, _ in os.walk(root, topdown=False)] if root.is_dir() else []
+    candidates += list(root.parents)
+    for folder in candidates:
+        if folder not in existing and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def default_root(name: str) -> Path:

@@ -7,15 +7,19 @@ from pathlib import Path
 import numpy as np
 
 from miunlearn.config import DataConfig
-from miunlearn.data.base import DATASETS, Dataset, dataset_root, image_dataset
+from miunlearn.data.base import DATASETS, Dataset, dataset_root, downloading, image_dataset
 from miunlearn.errors import DataNotFoundError, MiunlearnError
+from miunlearn.io import read_npz
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(path) as f:
-        if "x" not in f or "y" not in f:
-            raise MiunlearnError(f"{path} must hold arrays 'x' (N,32,32,3 uint8) and 'y'; found {sorted(f.files)}")
-        x, y = f["x"], f["y"].astype(np.int64)
+    f = read_npz(path, "CIFAR-10 array file")
+    if "x" not in f or "y" not in f:
+        raise MiunlearnError(f"{path} must hold arrays 'x' (N,32,32,3 uint8) and 'y'; found {sorted(f)}")
+    x, y = f["x"], f["y"]
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise MiunlearnError(f"{path}: 'y' must hold one integer label per image, got {y.dtype} {y.shape}")
+    y = y.astype(np.int64)
     if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
         raise MiunlearnError(f"{path}: 'x' must be uint8 of shape (N,32,32,3), got {x.dtype} {x.shape}")
     return x, y
@@ -30,8 +34,9 @@ def load(config: DataConfig) -> Dataset:
     elif (root / "cifar-10-batches-py").is_dir() or config.download:
         from torchvision.datasets import CIFAR10
 
-        train = CIFAR10(str(root), train=True, download=config.download)
-        test = CIFAR10(str(root), train=False, download=config.download)
+        with downloading(root, "CIFAR-10"):
+            train = CIFAR10(str(root), train=True, download=config.download)
+            test = CIFAR10(str(root), train=False, download=config.download)
         x_train, y_train = train.data, np.asarray(train.targets, dtype=np.int64)
         x_test, y_test = test.data, np.asarray(test.targets, dtype=np.int64)
     else:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from miunlearn.config import ForgetConfig
+from miunlearn.config import DEFAULT_FORGET_FRACTION, ForgetConfig
 from miunlearn.errors import MiunlearnError
 from miunlearn.registry import Registry
 
@@ -17,14 +17,15 @@ FORGET_SELECTORS: Registry[Callable[[ForgetConfig, np.ndarray, int], np.ndarray]
 @FORGET_SELECTORS.register("random")
 def random_samples(config: ForgetConfig, labels: np.ndarray, num_classes: int) -> np.ndarray:
     n = len(labels)
+    if config.count is not None and config.fraction is not None:
+        raise MiunlearnError("forget mode 'random' takes forget.fraction or forget.count, not both")
     if config.count is not None:
         count = config.count
-    elif config.fraction is not None:
-        if not 0 < config.fraction < 1:
-            raise MiunlearnError(f"forget.fraction must be in (0, 1), got {config.fraction}")
-        count = int(round(config.fraction * n))
     else:
-        raise MiunlearnError("forget mode 'random' needs forget.fraction or forget.count")
+        fraction = DEFAULT_FORGET_FRACTION if config.fraction is None else config.fraction
+        if not 0 < fraction < 1:
+            raise MiunlearnError(f"forget.fraction must be in (0, 1), got {fraction}")
+        count = int(round(fraction * n))
     if count < 1:
         raise MiunlearnError(f"the forget set would be empty (forget.count/fraction gives {count} of {n} samples)")
     if count >= n:
@@ -68,6 +69,18 @@ def validate_indices(indices: list[int] | np.ndarray, n: int) -> np.ndarray:
     if unique.size == n:
         raise MiunlearnError(f"the forget set would be all {n} training samples: that is retraining from nothing")
     return unique
+
+
+#: The fields each mode reads; a field another mode reads must stay at its default.
+FIELDS_READ = {"random": ("fraction", "count"), "class": ("classes",), "indices": ("indices",)}
+
+
+def ignored_fields(config: ForgetConfig) -> list[str]:
+    """Problems: forget fields set although ``config.mode`` ignores them (the saved config would mislead)."""
+    read = FIELDS_READ.get(config.mode, ())
+    unread = [f for fields in FIELDS_READ.values() for f in fields if f not in read]
+    return [f"forget.{f}={getattr(config, f)!r} is ignored in forget mode {config.mode!r}; remove it"
+            for f in unread if getattr(config, f) not in (None, [])]
 
 
 def select_forget(config: ForgetConfig, labels: np.ndarray, num_classes: int) -> np.ndarray:

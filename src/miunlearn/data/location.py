@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +30,18 @@ def _read_text(root: Path) -> str:
     for path in candidates:
         if not path.is_file():
             continue
-        if path.name.endswith((".tgz", ".tar.gz")):
-            with tarfile.open(path) as archive:
-                members = [m for m in archive.getmembers() if m.isfile() and Path(m.name).name.startswith("bangkok")]
-                member = members[0] if members else None
-                if member is None:
-                    raise MiunlearnError(f"{path} holds no 'bangkok' CSV file")
-                return archive.extractfile(member).read().decode()
-        return path.read_text()
+        try:
+            if path.name.endswith((".tgz", ".tar.gz")):
+                with tarfile.open(path) as archive:
+                    members = [m for m in archive.getmembers()
+                               if m.isfile() and Path(m.name).name.startswith("bangkok")]
+                    if not members:
+                        raise MiunlearnError(f"{path} holds no 'bangkok' CSV file")
+                    return archive.extractfile(members[0]).read().decode()
+            return path.read_text(encoding="utf-8")
+        except (OSError, EOFError, tarfile.TarError, UnicodeDecodeError, zlib.error) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise MiunlearnError(f"{path} cannot be read as the Location CSV ({reason})") from None
     raise DataNotFoundError(
         f"Location data not found (looked for {', '.join(str(c) for c in candidates)}). "
         "Pass data.root=FOLDER holding dataset_location.tgz or its 'bangkok' CSV (the Shokri et al. 2017 "
@@ -45,8 +50,12 @@ def _read_text(root: Path) -> str:
 
 @DATASETS.register("location")
 def load(config: DataConfig) -> Dataset:
-    text = _read_text(dataset_root(config)).replace('"', "")
-    table = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float32)
+    root = dataset_root(config)
+    text = _read_text(root).replace('"', "")
+    try:
+        table = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float32, ndmin=2)
+    except ValueError as exc:
+        raise MiunlearnError(f"the Location CSV in {root} has a bad row ({str(exc).splitlines()[0]})") from None
     if table.ndim != 2 or table.shape[1] != NUM_FEATURES + 1:
         raise MiunlearnError(f"Location CSV must have {NUM_FEATURES + 1} columns, found {table.shape}")
     y = table[:, 0].astype(np.int64) - 1

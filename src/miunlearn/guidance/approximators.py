@@ -84,11 +84,21 @@ def load_approximator(path: str | Path) -> PrivacyApproximator:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {})["miunlearn"])
         state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
-        raise MiunlearnError(f"{path} is not a miunlearn approximator file ({exc})") from None
-    config = from_dict(ApproximatorConfig, meta["config"], "approximator")
-    approximator = APPROXIMATORS.get(meta["approximator"])(config, meta["num_classes"])
+        name, num_classes, saved_config = meta["approximator"], int(meta["num_classes"]), meta["config"]
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
+        reason = f"no {exc} entry" if isinstance(exc, KeyError) else exc
+        raise MiunlearnError(f"{path} is not a miunlearn approximator file ({reason})") from None
+    config = from_dict(ApproximatorConfig, saved_config, "approximator")
+    approximator = APPROXIMATORS.get(name)(config, num_classes)
+    expected = approximator.state_dict()
+    wrong = sorted(set(expected) ^ set(state)) + sorted(k for k in set(expected) & set(state)
+                                                        if expected[k].shape != state[k].shape)
+    if wrong:
+        raise MiunlearnError(f"{path} does not fit approximator {name!r} (tensors missing, extra or of another "
+                             f"shape: {', '.join(wrong[:5])})")
     approximator.load_state_dict(state)
+    if any(v.is_floating_point() and not torch.isfinite(v).all() for v in state.values()):
+        raise MiunlearnError(f"{path} holds NaN or infinite values")
     return approximator.freeze()
 
 

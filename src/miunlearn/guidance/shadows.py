@@ -65,10 +65,12 @@ def train_shadows(model_factory: Callable[[], nn.Module], shadow: TensorData, re
     return ShadowOutputs(logits, labels, member.float(), result.trained)
 
 
-def shadow_store(config: RunConfig, num_classes: int, shadow_indices: np.ndarray) -> Path:
-    """The artefact store of the shadow models of this set-up (created if new, checked if not)."""
+def shadow_store(config: RunConfig, num_classes: int, shadow_indices: np.ndarray, shadow: TensorData) -> Path:
+    """The artefact store of the shadow models of this set-up (created if new, checked if not).
+
+    ``shadow`` is D_shadow itself (the pool at ``shadow_indices``): the store is keyed by its content."""
     count, seed = config.approximator.num_shadows, config.seed
-    key = model_key(config, num_classes, "shadow", seed, count)
+    key = model_key(config, num_classes, "shadow", seed, count, shadow)
     folder = store_folder("shadow-models", key, config.executor.cache_dir)
     member = np.zeros((count, len(shadow_indices)), dtype=bool)
     for k, order in enumerate(shadow_orders(len(shadow_indices), count, seed)):

@@ -77,6 +77,8 @@ def _require_image(info: DatasetInfo, name: str) -> None:
 
 def build_model(name: str, info: DatasetInfo, width: int | None = None) -> nn.Module:
     """A fresh model; the architecture's identity is kept on it for weight files."""
+    if width is not None and width < 1:
+        raise MiunlearnError(f"model.width must be at least 1 (or unset for the model's default), got {width}")
     model = MODELS.get(name)(info, width)
     model.miunlearn_spec = {"model": name, "width": width, "input_shape": list(info.input_shape),
                             "num_classes": info.num_classes}
@@ -105,10 +107,17 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     except (SafetensorError, OSError, ValueError) as exc:
         raise MiunlearnError(f"{path} is not a readable .safetensors weights file ({exc})") from None
     spec = getattr(model, "miunlearn_spec", {})
-    for key in ("model", "num_classes", "input_shape", "width"):
-        if saved_spec and spec and saved_spec.get(key) != spec.get(key):
-            raise MiunlearnError(
-                f"{path} holds weights for {_describe(saved_spec)}, but this run builds {_describe(spec)}")
+    if not isinstance(saved_spec, dict):
+        raise MiunlearnError(f"{path} is not a readable .safetensors weights file (bad miunlearn metadata)")
+    differing = [key for key in ("model", "num_classes", "input_shape", "width")
+                 if saved_spec and spec and saved_spec.get(key) != spec.get(key)]
+    if differing:
+        what = ", ".join(f"{key}: {saved_spec.get(key)!r} there, {spec.get(key)!r} here" for key in differing)
+        raise MiunlearnError(f"{path} holds weights for {_describe(saved_spec)}, but this run builds "
+                             f"{_describe(spec)}; they differ in {what}")
+    not_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if not_finite:
+        raise MiunlearnError(f"{path} holds NaN or infinite weights (in {', '.join(not_finite[:3])})")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
-import json
 from pathlib import Path
 
 import matplotlib
@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from miunlearn import runfolder  # noqa: E402
 from miunlearn.audit.attack_metrics import tpr_key  # noqa: E402
-from miunlearn.audit.strong import RUN_HINT, strongest_attack  # noqa: E402
-from miunlearn.errors import MiunlearnError  # noqa: E402
+from miunlearn.audit.strong import strongest_attack  # noqa: E402
 from miunlearn.io import atomic_write  # noqa: E402
 from miunlearn.reporting.table import COLUMNS  # noqa: E402
 
@@ -190,14 +190,8 @@ def _run_table(models: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained) and ``report.md``; returns their paths."""
     run_dir = Path(run_dir)
-    if not (run_dir / "metrics.json").is_file():
-        raise MiunlearnError(f"{run_dir} has no metrics.json, which the report needs; {RUN_HINT}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    audit = json.loads((run_dir / "audit.json").read_text()) if (run_dir / "audit.json").is_file() else None
-    scores: dict[str, np.ndarray] = {}
-    if audit and (run_dir / "audit_scores.npz").is_file():
-        with np.load(run_dir / "audit_scores.npz") as f:
-            scores = {k: f[k] for k in f.files}
+    metrics = dataclasses.asdict(runfolder.read_metrics(run_dir))
+    audit, scores = runfolder.read_audit(run_dir)
 
     info = metrics.get("dataset", {})
     title = f"miunlearn report: {run_dir.name}"

@@ -18,6 +18,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from miunlearn.artefacts import discard, record_digest, verified
 from miunlearn.config import ExecutorConfig, TrainConfig
 from miunlearn.data import DatasetInfo, TensorData
 from miunlearn.errors import MiunlearnError
@@ -50,7 +51,8 @@ class ModelJob:
     recipe: TrainConfig
     """The training recipe; its seed also seeds the model's initialisation."""
     path: Path | None
-    """The artefact: loaded instead of training when present, written (atomically) after training."""
+    """The artefact: loaded instead of training when present and matching the sha256 recorded beside it
+    (a damaged one is retrained), written (atomically, then its sha256) after training."""
     desc: str
 
 
@@ -78,10 +80,13 @@ class Executor:
         models: list[nn.Module | None] = [None] * len(jobs)
         todo = []
         for i, job in enumerate(jobs):
-            if job.path is not None and job.path.is_file():
+            if job.path is not None and verified(job.path):
                 models[i] = load_weights(job.factory(), job.path)
-            else:
-                todo.append(i)
+                continue
+            if job.path is not None and job.path.is_file():
+                console.log(f"{job.path} does not match its recorded sha256: retraining it")
+                discard(job.path)
+            todo.append(i)
         if len(todo) < len(jobs):
             console.log(f"{len(jobs) - len(todo)} of {len(jobs)} model(s) loaded from their artefacts")
         groups = [[todo[p] for p in group] for group in group_jobs([jobs[i] for i in todo], self.config.concurrent)]
@@ -180,6 +185,7 @@ def train_jobs(jobs: list[ModelJob], subset: Callable[[np.ndarray], TensorData])
     for job, model in zip(jobs, models):
         if job.path is not None:
             save_weights(model, job.path)
+            record_digest(job.path)
     return models
 
 
