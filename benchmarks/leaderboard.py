@@ -362,7 +362,8 @@ def prepare_setting(name: str, opts: Options, console: Console) -> SettingContex
                 f"{opts.references} reference models (cached)")
     shadows = train_shadows(spec, pool.subset(splits.shadow), config.train, config.approximator.num_shadows,
                             config.seed, build_executor(config.executor),
-                            shadow_store(config, dataset.info.num_classes, splits.shadow), console)
+                            shadow_store(config, dataset.info.num_classes, splits.shadow, pool.subset(splits.shadow)),
+                            console)
     approximator = fit_approximator(config.approximator, shadows)
     refs = prepare_reference_models(config, dataset, splits, opts.references, 0, cache_root=opts.cache,
                                     console=console, executor=build_executor(config.executor))
