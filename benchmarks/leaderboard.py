@@ -481,7 +481,8 @@ def write_preset(path: Path, setting: str, scenario: str, params: dict[str, dict
                                     "(miunlearn.tuning)", "methods": merged_tuning,
                        "command": "python benchmarks/leaderboard.py" + (" --quick" if opts.quick else "")}}
     with atomic_write(path) as fh:
-        fh.write(f"# Tuned settings for {setting}, {scenario}: use with unlearn.preset={path.name} "
+        shown = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+        fh.write(f"# Tuned settings for {setting}, {scenario}: use with unlearn.preset={shown} "
                  "(only unlearn.params is read).\n")
         yaml.safe_dump(data, fh, sort_keys=False)
 
