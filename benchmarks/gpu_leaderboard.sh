@@ -12,9 +12,10 @@
 # 8 files, one folder down, as a device machine returns them. SETTINGS (default cifar10_resnet18,cifar10_vgg11_bn),
 # SCENARIOS (default random10), SEEDS (2), TRIALS (4), REFERENCES (8), BUDGET_S (420: no new tuning or cell
 # starts after it; a cell is at most ~90 s, so the run ends inside the device's 600 s), PYTHON (python3).
-# Resumable: rows and cached models live in CACHE (default .bench-data/gpu-leaderboard), which a warm device
-# machine keeps between calls; the same command again continues where the budget stopped it, and $OUT gets
-# the whole table each time. On a fresh machine, carry back the previous $OUT files into CACHE/results to resume.
+# Resumable: cached models and a copy of the rows live in CACHE (default .bench-data/gpu-leaderboard), which a
+# warm device machine keeps between calls; the same command again continues where the budget stopped it, and
+# $OUT gets the whole table each time. On a fresh machine, put the previous $OUT files into CACHE/results
+# (and carry it) to resume the rows; the models are then trained again.
 #
 # What travels (the device gets the checkout and the paths named in `carry`, 64 MiB in all, not ../shared):
 #     mkdir -p .bench-data/cifar10-pack && cp ../shared/datasets/cifar10/* .bench-data/cifar10-pack/    # 56 MB
@@ -62,10 +63,9 @@ else
           --seeds "${SEEDS:-2}" --trials "${TRIALS:-4}" --references "${REFERENCES:-8}" --budget-s "${BUDGET_S:-420}")
     [ -n "${METHODS:-}" ] && args+=(--methods "$METHODS")
 fi
-copy_out() {
-    cp "$CACHE"/results/leaderboard*.json "$CACHE"/results/leaderboard.md "$CACHE"/results/leaderboard.png "$OUT"/ 2>/dev/null || true
-    mkdir -p "$OUT/presets" && cp "$CACHE"/results/presets/*.yaml "$OUT/presets/" 2>/dev/null || true
-}
-trap copy_out EXIT
-"$py" benchmarks/leaderboard.py "${args[@]}" --out "$CACHE/results" --presets "$CACHE/results/presets" \
-    --cache "$CACHE" "$@" 2>&1 | tee "$OUT/log.txt"
+# Rows are written straight into $OUT (atomically, one by one), so a run stopped at the device's limit still
+# returns what it finished; CACHE/results keeps a copy for the next call on a warm machine.
+cp -r "$CACHE/results/." "$OUT/" 2>/dev/null || true
+trap 'cp -r "$OUT/." "$CACHE/results/" 2>/dev/null || true' EXIT
+"$py" benchmarks/leaderboard.py "${args[@]}" --out "$OUT" --presets "$OUT/presets" --cache "$CACHE" "$@" 2>&1 \
+    | tee "$OUT/log.txt"
