@@ -21,20 +21,20 @@ from pathlib import Path
 
 from remi_vs_retrain import ROOT, ensure_cifar, machine, peak_memory
 
-from miunlearn import load_config, run_experiment
+from miunlearn import load_config, run_experiment, runfolder
 from miunlearn.io import write_json
 from miunlearn.reporting import format_table
 from miunlearn.unlearning import METHODS
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = {"random10": ["forget.mode=random", "forget.fraction=0.1"], "class0": ["forget.mode=class",
-                                                                                   "forget.classes=[0]"]}
+SCENARIOS = {"random10": ["forget.mode=random", "forget.fraction=0.1"],
+             "class0": ["forget.mode=class", "forget.classes=[0]", "forget.fraction=null"]}
 
 
 def run_setting(name: str, scenario: str, overrides: list[str], work: Path, reuse: bool) -> dict:
     methods = "unlearn.methods=[" + ",".join(METHODS.names()) + "]"
-    extra = [f"model.weights={work / 'models' / 'original.safetensors'}",
-             f"approximator.load={work / 'approximator.safetensors'}"] if reuse else []
+    extra = [f"model.weights={work / runfolder.model_file('original')}",
+             f"approximator.load={work / runfolder.APPROXIMATOR}"] if reuse else []
     all_overrides = [*SCENARIOS[scenario], methods, *overrides]
     config = load_config(HERE / "configs" / "baselines" / f"{name}.yaml", all_overrides + extra)
     if config.data.name == "cifar10":

@@ -34,7 +34,7 @@ from remi_vs_retrain import CIFAR_PACK, ensure_cifar, machine, peak_memory
 from rich.console import Console
 from rich.text import Text
 
-from miunlearn import load_config, run_experiment
+from miunlearn import load_config, run_experiment, runfolder
 from miunlearn.config import RunConfig
 from miunlearn.io import atomic_path, atomic_write, write_json
 from miunlearn.pipeline import RunResult
@@ -266,8 +266,8 @@ def main(argv: list[str]) -> None:
         console.log(f"baselines: projected {projected:.0f}s, ending near {clock() + projected:.0f}s "
                     f"of the {budget:.0f}s budget")
         reuse = [f"unlearn.methods=[{','.join(['retrain', *baselines])}]",
-                 f"model.weights={folder / 'models' / 'original.safetensors'}",
-                 f"approximator.load={folder / 'approximator.safetensors'}"]
+                 f"model.weights={folder / runfolder.model_file('original')}",
+                 f"approximator.load={folder / runfolder.APPROXIMATOR}"]
         reset_cuda_peak()
         wall = clock()
         result = run_experiment(load_config(CONFIG, [*overrides, *reuse]), run_dir / "baselines", overwrite=True,

@@ -2,11 +2,11 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/remi_tradeoff.py [config] [key=value ...]
 
-One process: ``run_experiment`` trains the target and the approximator and runs ReMI (defaults) and retraining,
-timed minutes apart; then every setting of ``SETTINGS`` unlearns the same target, and is audited against that
-same retrained model. Speedup = that retraining's seconds / the setting's seconds. Writes
-benchmarks/results/remi_tradeoff-<config>.json (command, machine, date, peak memory) and prints the table
-BENCHMARKS.md quotes.
+One process: the pipeline's steps (``prepare``, ``train_target``, ``fit_guidance``, ``run_requests``) train the
+target and the approximator and run ReMI (defaults) and retraining, timed minutes apart; then every setting of
+``SETTINGS`` unlearns the same target, and is audited against that same retrained model. Speedup = that
+retraining's seconds / the setting's seconds. Writes benchmarks/results/remi_tradeoff-<config>.json (command,
+machine, date, peak memory) and prints the table BENCHMARKS.md quotes.
 """
 
 from __future__ import annotations
@@ -14,19 +14,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from remi_vs_retrain import HERE, ROOT, ensure_cifar, machine, peak_memory
+from rich.console import Console
 
-from miunlearn import load_config, run_experiment
+from miunlearn import load_config
 from miunlearn.audit import EvaluationSets
-from miunlearn.data import load_dataset, prepare_splits
-from miunlearn.guidance import load_approximator
 from miunlearn.io import write_json
-from miunlearn.pipeline import audit_models
+from miunlearn.pipeline import audit_models, fit_guidance, prepare, run_requests, train_target
 from miunlearn.unlearning import unlearn
 
 CNN_FIRST_TWO_BLOCKS = ["0.", "1.", "4.", "5."]
@@ -48,14 +45,15 @@ def main(argv: list[str]) -> None:
     if config.data.name == "cifar10":
         ensure_cifar(ROOT / config.data.root)
     started, wall = dt.datetime.now(dt.timezone.utc), time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="tradeoff-") as tmp:
-        run = run_experiment(config, Path(tmp) / "run")
-        dataset = load_dataset(config.data)
-        splits = prepare_splits(dataset, config.data, config.forget)
-        pool = dataset.pool
-        forget, retain, reference = (pool.subset(getattr(splits, k)) for k in ("forget", "retain", "ref"))
-        sets = EvaluationSets(retain, forget, dataset.test, pool.subset(splits.audit))
-        approximator = load_approximator(Path(tmp) / "run" / "approximator.safetensors")
+    quiet = Console(stderr=True, quiet=True)
+    experiment = prepare(config)
+    target = train_target(experiment, quiet)
+    guidance = fit_guidance(experiment, quiet)
+    run = run_requests(experiment, target, guidance, quiet)
+    forget, retain, reference, audit = (experiment.part(getattr(experiment.splits, k))
+                                        for k in ("forget", "retain", "ref", "audit"))
+    sets = EvaluationSets(retain, forget, experiment.dataset.test, audit)
+    approximator = guidance.approximator
     models = run.models  # the target and the retrained model of that run, as they left it
     retrain_seconds = run.metrics["retrain"]["seconds"]
     rows = []

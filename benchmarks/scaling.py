@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import os
 import sys
@@ -42,7 +41,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from remi_vs_retrain import ROOT, ensure_cifar, machine, peak_memory  # noqa: E402
 
-from miunlearn import load_config, run_experiment  # noqa: E402
+from miunlearn import load_config, run_experiment, runfolder  # noqa: E402
 from miunlearn.config import RunConfig, TrainConfig  # noqa: E402
 from miunlearn.io import atomic_path, write_json  # noqa: E402
 
@@ -68,7 +67,7 @@ FLOORS: dict[str, Callable[[dict[str, Any], int, int, TrainConfig], int]] = {"re
 def forget_overrides(setting: str) -> list[str]:
     """``class``: every sample of class 0; a number: that fraction of D_train, drawn at random."""
     if setting == "class":
-        return ["forget.mode=class", "forget.classes=[0]", "forget.fraction=null"]
+        return ["forget.mode=class", "forget.classes=[0]", "forget.fraction=null"]  # the config's is for random
     return ["forget.mode=random", f"forget.fraction={float(setting)}"]
 
 
@@ -101,15 +100,15 @@ def run_train_size(args: argparse.Namespace, train_size: int, work_dir: Path) ->
     first = work_dir / f"n{train_size}-{settings[0]}"
     points = []
     for i, setting in enumerate(settings):
-        reuse = [f"model.weights={first / 'models' / 'original.safetensors'}",
-                 f"approximator.load={first / 'approximator.safetensors'}"] if i else []
+        reuse = [f"model.weights={first / runfolder.model_file('original')}",
+                 f"approximator.load={first / runfolder.APPROXIMATOR}"] if i else []
         config = load_config(args.config_path, [*common, *forget_overrides(setting), *reuse])
         if config.data.name == "cifar10":
             ensure_cifar(ROOT / config.data.root)
         out = work_dir / f"n{train_size}-{setting}"
         wall = time.perf_counter()
         result = run_experiment(config, out)
-        sizes = json.loads((out / "metrics.json").read_text())["sizes"]
+        sizes = runfolder.read_metrics(out).sizes
         if sizes["train"] != train_size:
             sys.exit(f"asked for |D_train|={train_size} but the pool gives {sizes['train']}: "
                      f"{config.data.name} is too small for this size")

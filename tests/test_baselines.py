@@ -135,3 +135,25 @@ def test_sequential_requests_are_applied_one_after_another(blobs_npz, tmp_path):
     assert [r["request"] for r in saved["requests"]] == [1, 2, 3]
     table = (tmp_path / "run" / "table.md").read_text()
     assert table.count("after request") == 3
+
+
+@pytest.mark.parametrize("method", ["finetune", "gradient-ascent", "neggrad-plus", "random-label", "bad-teacher",
+                                    "scrub", "boundary-shrink", "ssd", "fisher", "l1-sparse", "salun"])
+def test_baselines_place_image_models_as_remi_does(method):
+    """One placement path: every method stores an image model channels-last (the recipe's default), as ReMI and
+    training do, so speed ratios compare methods, not memory formats."""
+    from miunlearn.config import TrainConfig
+    from miunlearn.training.loop import is_channels_last
+
+    torch.manual_seed(0)
+    info = DatasetInfo("tiny", (3, 8, 8), 3, is_image=True)
+    data = TensorData(torch.randn(24, 3, 8, 8), torch.arange(24) % 3)
+    forget, retain = data.subset(range(6)), data.subset(range(6, 24))
+    params = {"ssd": {}, "fisher": {}, "scrub": {"epochs": 1, "max_epochs": 1}}.get(method, {"epochs": 1})
+    recipe = TrainConfig(progress=False)
+    placed = unlearn(build_model("cnn", info, 4), forget, retain, method, params, seed=0, recipe=recipe,
+                     reference=retain)
+    assert is_channels_last(placed.model)
+    plain = unlearn(build_model("cnn", info, 4), forget, retain, method, params, seed=0,
+                    recipe=TrainConfig(progress=False, channels_last=False), reference=retain)
+    assert not is_channels_last(plain.model)

@@ -66,3 +66,37 @@ def test_missing_and_invalid_yaml(tmp_path):
 
 def test_defaults_are_a_valid_config():
     assert isinstance(load_config(), RunConfig)
+
+
+def test_registered_classes_carry_the_name_they_are_registered_under():
+    """Names come from one source: the registry sets each class's ``name`` from its decorator."""
+    from miunlearn import APPROXIMATORS, AUDIT_ATTACKS, METHODS
+    from miunlearn.audit import REFERENCE_ATTACKS
+    from miunlearn.registry import Registry
+
+    for registry in (APPROXIMATORS, AUDIT_ATTACKS, METHODS, REFERENCE_ATTACKS):
+        for name in registry.names():
+            assert registry.get(name).name == name
+    clash = Registry("thing")
+    with pytest.raises(RuntimeError, match="names itself 'b'"):
+        clash.register("a")(type("Thing", (), {"name": "b"}))
+
+
+def test_every_approximator_has_its_own_config_drawn_from_the_approximator_section():
+    """Per-component configs: each approximator's Config names the ``approximator`` fields it reads (the rest,
+    when changed from their defaults, are refused as ignored)."""
+    import dataclasses
+
+    from miunlearn import APPROXIMATORS
+    from miunlearn.config import ApproximatorConfig
+    from miunlearn.guidance.approximators import approximator_problems
+
+    section = {f.name for f in dataclasses.fields(ApproximatorConfig)}
+    for name in APPROXIMATORS.names():
+        own = APPROXIMATORS.get(name).Config
+        assert {f.name for f in dataclasses.fields(own)} <= section, name
+        assert approximator_problems(ApproximatorConfig(name=name)) == [], name
+    assert approximator_problems(ApproximatorConfig(name="loss-threshold", top_k=5)) == [
+        "approximator.top_k=5 is ignored by approximator 'loss-threshold'; remove it"]
+    assert approximator_problems(ApproximatorConfig(attack_epochs=0)) == [
+        "approximator.attack_epochs must be at least 1, got 0"]

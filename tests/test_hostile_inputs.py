@@ -215,6 +215,13 @@ def out_in_read_only_folder(ws: Path) -> list[str]:
     return run_args(ws)[:-3] + ["--out", str(ws / "locked" / "run"), "-q"]
 
 
+def out_is_link(ws: Path) -> list[str]:
+    (ws / "real").mkdir()
+    (ws / "real" / RUN_MARKER).write_text("{}")
+    (ws / "link").symlink_to(ws / "real")
+    return run_args(ws)[:-3] + ["--out", str(ws / "link"), "--overwrite", "-q"]
+
+
 def out_exists_without_overwrite(ws: Path) -> list[str]:
     (ws / "old").mkdir()
     (ws / "old" / RUN_MARKER).write_text("{}")
@@ -245,6 +252,15 @@ def on_run(command: str, metrics: str | None = None, damage: Callable[[Path], No
             damage(run)
         return [command, str(run), *extra]
     return build
+
+
+def report_read_only(ws: Path) -> list[str]:
+    run = fake_run(ws)
+    (ws / "locked").mkdir()
+    os.chmod(ws / "locked", 0o555)
+    if os.geteuid() == 0:  # root writes anyway: a path under a file fails for everyone
+        return ["report", str(run), "--out", str(run / "metrics.json" / "report.html")]
+    return ["report", str(run), "--out", str(ws / "locked" / "report.html")]
 
 
 def corrupt_scores(run: Path) -> None:
@@ -279,6 +295,11 @@ def damaged_store(damage: Callable[[Path], None]) -> Callable[[Path], list[str]]
         damage(folder, key)
         return args
     return build
+
+
+def cache_is_a_file(ws: Path) -> list[str]:
+    (ws / "cachefile").write_text("x")
+    return run_args(ws, f"executor.cache_dir={ws / 'cachefile'}")
 
 
 def corrupt_meta(folder: Path, key: dict) -> None:
@@ -332,6 +353,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
                                'approximator.attack_epochs must be at least 1'),
     "hidden 0": (overrides("approximator.hidden=0"), 'approximator.hidden must be at least 1'),
     "no shadows": (overrides("approximator.num_shadows=0"), 'approximator.num_shadows must be at least 1'),
+    "hidden set for gaussian": (overrides("approximator.name=gaussian", "approximator.hidden=16"),
+                                "approximator.hidden=16 is ignored by approximator 'gaussian'"),
+    "per-class variance for shadow-nn": (overrides("approximator.per_class_variance=true"),
+                                         "approximator.per_class_variance=True is ignored by approximator 'shadow-nn'"),
     "top k 0": (overrides("approximator.top_k=0"), 'approximator.top_k must be at least 1'),
     "fraction in class mode": (overrides("forget.mode=class", "forget.classes=[0]", "forget.fraction=0.2"),
                                "forget.fraction=0.2 is ignored in forget mode 'class'"),
@@ -410,12 +435,13 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "cifar10 download offline": (download("cifar10"), 'could not download CIFAR-10'),
     "fashion download offline": (download("fashion-mnist"), 'could not download Fashion-MNIST'),
     # output locations
-    "out is a file": (out_is_file, 'is a file, not a run folder'),
+    "out is a file": (out_is_file, 'is a file or a link, not a run folder'),
     "out is a foreign folder": (out_is_foreign_folder, 'miunlearn did not write'),
     "out is cwd": (out_is_cwd, 'current folder'),
     "out is above cwd": (out_is_parent_of_cwd, 'current folder'),
     "out under a file": (out_under_a_file, 'is a file, not a folder'),
     "out in read-only folder": (out_in_read_only_folder, 'is read-only'),
+    "out is a link to a run folder": (out_is_link, "is a file or a link"),
     "out exists": (out_exists_without_overwrite, 'already exists'),
     # weights and approximators
     "nan weights": (nan_weights, 'holds NaN or infinite weights'),
@@ -439,11 +465,17 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "audit splits lack a role": (on_run("audit", None, missing_split_role), 'lacks ref, shadow'),
     "audit missing folder": (lambda ws: ["audit", str(ws / "nowhere")], 'does not exist'),
     "report missing folder": (lambda ws: ["report", str(ws / "nowhere")], 'has no metrics.json'),
+    "report into a read-only folder": (report_read_only, "/ws/"),  # names the path it could not write
+    "audit run config with nan": (on_run("audit", None, lambda run: (run / "config.yaml").write_text(
+        "data:\n  name: digits\ntrain:\n  lr: .nan\n")), "train.lr must be finite"),
     "audit unknown setting": (on_run("audit", None, None, "num_refs=4"), "unknown config key 'audit.num_refs'"),
     # artefact stores
     "cache meta corrupt": (damaged_store(corrupt_meta), 'meta.json is not a readable'),
     "cache membership corrupt": (damaged_store(corrupt_membership), 'membership.npz is not a readable'),
     "cache store is a file": (damaged_store(store_is_a_file), 'is a file, not a folder of shadow models'),
+    "cache dir is a file": (cache_is_a_file, "cannot create the store of shadow models"),
+    "audit gamma nan": (on_run("audit", None, None, "rmia_gamma=.nan"), "rmia_gamma must be finite"),
+    "audit seed negative": (on_run("audit", None, None, "seed=-4"), "seed must not be negative"),
     "cache store is foreign": (damaged_store(foreign_store), 'no meta.json'),
     # usage
     "unknown command": (lambda ws: ["bogus"], "No such command 'bogus'"),

@@ -146,3 +146,23 @@ def test_challenge_epsilon_is_small_for_one_population_and_capped_for_two():
     assert same.mean() < 1.5
     np.testing.assert_allclose(apart, epsilon_cap(64))
     assert forgetting_quality(np.zeros(5)) == 1.0 and forgetting_quality(apart) < 0.01
+
+
+def test_every_reference_attack_has_its_own_validated_config_settable_from_the_audit():
+    """Per-component configs: each attack's Config fields are ``miunlearn audit`` keys, validated by the attack."""
+    import dataclasses
+
+    from miunlearn.audit.strong import StrongAuditConfig
+    from miunlearn.errors import MiunlearnError
+
+    audit_keys = {f.name for f in dataclasses.fields(StrongAuditConfig)}
+    for name in REFERENCE_ATTACKS.names():
+        cls = REFERENCE_ATTACKS.get(name)
+        assert {f.name for f in dataclasses.fields(cls.Config)} <= audit_keys, name
+        assert isinstance(StrongAuditConfig().build_attack(name).config, cls.Config)
+    with pytest.raises(MiunlearnError, match="unknown variance 'wide'"):
+        StrongAuditConfig(attacks=["lira-offline"], variance="wide").validate()
+    with pytest.raises(MiunlearnError, match="rmia_gamma must be positive"):
+        REFERENCE_ATTACKS.get("rmia-online")(rmia_gamma=0.0)
+    with pytest.raises(MiunlearnError, match="unknown config key 'lira-online.gamma'"):
+        REFERENCE_ATTACKS.get("lira-online")(gamma=2.0)

@@ -87,9 +87,13 @@ def open_store(folder: Path, key: dict, arrays: dict[str, np.ndarray], what: str
     elif folder.exists() and any(folder.iterdir()):
         raise MiunlearnError(f"{folder} is not a folder of {what} (no meta.json); choose an empty or new folder")
     else:
-        with atomic_path(membership_path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        write_json(meta_path, {"key": key, "what": f"miunlearn {what}"})
+        try:
+            with atomic_path(membership_path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+            write_json(meta_path, {"key": key, "what": f"miunlearn {what}"})
+        except OSError as exc:
+            raise MiunlearnError(f"cannot create the store of {what} in {folder} ({exc.strerror or exc}); point "
+                                 "the cache (executor.cache_dir, $MIUNLEARN_CACHE) at a writable folder") from None
 
 
 def file_sha256(path: Path) -> str:

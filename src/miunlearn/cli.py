@@ -15,7 +15,8 @@ from miunlearn.errors import MiunlearnError
 
 
 class OneLineErrors(TyperGroup):
-    """Usage errors (unknown command or option, bad value) as one ``error:`` line and exit 2, not a box."""
+    """Usage errors (unknown command or option, bad value) and file-system refusals as one ``error:`` line and
+    exit 2, not a box or a traceback."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):  # noqa: ANN201 (click's signature)
         if not standalone_mode:
@@ -25,6 +26,10 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             typer.echo("error: aborted", err=True)
             code = 1
+        except OSError as exc:  # the file system refused a read or write the checks could not foresee
+            where = f": {exc.filename}" if exc.filename else ""
+            typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            code = 2
         except typer.TyperException as exc:  # typer's click exceptions: usage errors and the like
             ctx, code = getattr(exc, "ctx", None), getattr(exc, "exit_code", 2)
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `miunlearn`: the help, as before

@@ -122,7 +122,7 @@ def check_output_folder(final: str | Path, overwrite: bool) -> Path:
     if not absolute.name or absolute.resolve() == here or absolute.resolve() in here.parents:
         raise MiunlearnError(f"--out {str(final)!r} is the current folder or one above it; name a new folder")
     if final.is_symlink() or (final.exists() and not final.is_dir()):
-        raise MiunlearnError(f"--out {str(final)!r} is a file, not a run folder; it is never replaced")
+        raise MiunlearnError(f"--out {str(final)!r} is a file or a link, not a run folder; it is never replaced")
     if final.exists():
         if not overwrite:
             raise MiunlearnError(f"run folder {str(final)!r} already exists; choose another --out or pass --overwrite")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,12 +16,13 @@ from torch import nn
 
 from miunlearn import runfolder
 from miunlearn.audit import AUDIT_ATTACKS, EvaluationSets, ModelOutputs, compare_to_retrain, evaluate_outputs
+from miunlearn.audit.metrics import Metric
 from miunlearn.config import RunConfig, number_problems, resolve_forget, save_config
 from miunlearn.data import DATASETS, FORGET_SELECTORS, Dataset, Splits, TensorData, load_dataset, prepare_splits
 from miunlearn.data.forget import ignored_fields
 from miunlearn.errors import MiunlearnError
 from miunlearn.guidance import APPROXIMATORS, fit_approximator, load_approximator, train_shadows
-from miunlearn.guidance.approximators import PrivacyApproximator
+from miunlearn.guidance.approximators import PrivacyApproximator, approximator_problems
 from miunlearn.guidance.shadows import shadow_store
 from miunlearn.io import atomic_write, check_output_folder
 from miunlearn.models import MODELS, build_model, load_weights, save_weights
@@ -73,11 +75,12 @@ def _config_problems(config: RunConfig, problems: list[str]) -> dict[str, Unlear
     problems += number_problems(config)
     problems += ignored_fields(config.forget)
     approximator = config.approximator
-    problems += [f"approximator.{key} must be at least 1, got {getattr(approximator, key)}"
-                 for key in ("num_shadows", "top_k", "hidden", "attack_epochs") if getattr(approximator, key) < 1]
+    if approximator.num_shadows < 1:
+        problems.append(f"approximator.num_shadows must be at least 1, got {approximator.num_shadows}")
+    problems += approximator_problems(approximator)
     if config.model.width is not None and config.model.width < 1:
         problems.append(f"model.width must be at least 1 (or unset for the model's default), got {config.model.width}")
-    if not 0 < config.audit.low_fpr < 1:
+    if math.isfinite(config.audit.low_fpr) and not 0 < config.audit.low_fpr < 1:
         problems.append(f"audit.low_fpr must be in (0, 1), got {config.audit.low_fpr}")
     if config.forget.requests < 1:
         problems.append(f"forget.requests must be at least 1, got {config.forget.requests}")
@@ -286,7 +289,7 @@ def run_requests(experiment: Experiment, target: Target, guidance: Guidance, con
                                 "retain_size": len(retain), "metrics": metrics,
                                 "stop_reasons": {m: records[m]["stop_reason"] for m in methods}})
     if target.seconds is not None:
-        metrics["original"]["seconds"] = target.seconds
+        metrics["original"][Metric.SECONDS] = target.seconds
     return RunResult(metrics, records, timings, [], experiment.out_dir, models, per_request, curves,
                      guidance.approximator)
 
@@ -311,7 +314,7 @@ def audit_models(models: dict[str, nn.Module], sets: EvaluationSets, config: Run
     compare_to_retrain(results, outputs_by_model, seconds)
     metrics = {name: r["metrics"] for name, r in results.items()}
     for name, value in seconds.items():
-        metrics[name]["seconds"] = value
+        metrics[name][Metric.SECONDS] = value
     return metrics, {n: r["curves"] for n, r in results.items()}
 
 

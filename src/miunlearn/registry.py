@@ -6,6 +6,7 @@ Components register themselves by decorating a factory::
     class ReMI: ...
 
 and are looked up with :meth:`Registry.get`, which names the valid choices when a name is unknown.
+A registered class states its name only in the decorator: the registry sets its ``name`` attribute.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class Registry(Generic[T]):
         def decorator(obj: T) -> T:
             if name in self._entries:
                 raise RuntimeError(f"{self.kind} {name!r} is registered twice")
+            if isinstance(obj, type):
+                stated = obj.__dict__.get("name", name)
+                if stated != name:
+                    raise RuntimeError(f"{self.kind} {name!r} is registered as {name!r} but names itself {stated!r}")
+                obj.name = name
             self._entries[name] = obj
             return obj
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from miunlearn.audit.metrics import Metric
+
 
 def per_example_epsilon(unlearned: np.ndarray, retrained: np.ndarray, delta: float = 0.01) -> np.ndarray:
     """ε for each sample from (N_u, n) and (N_r, n) statistics, over all thresholds and both directions."""
@@ -51,7 +53,7 @@ def challenge_score(unlearned: np.ndarray, retrained: np.ndarray, utility_unlear
                     utility_retrained: dict[str, float], delta: float = 0.01, bucket: float = 0.5) -> dict:
     eps = per_example_epsilon(unlearned, retrained, delta)
     quality = forgetting_quality(eps, bucket)
-    ratios = {f"{k}_ratio": utility_unlearned[k] / utility_retrained[k] for k in ("retain_acc", "test_acc")}
+    ratios = {f"{k}_ratio": utility_unlearned[k] / utility_retrained[k] for k in (Metric.RETAIN_ACC, Metric.TEST_ACC)}
     return {"score": quality * float(np.prod(list(ratios.values()))), "forgetting_quality": quality, **ratios,
             "epsilon_mean": float(eps.mean()), "epsilon_max": float(eps.max()),
             "epsilon_cap": epsilon_cap(min(unlearned.shape[0], retrained.shape[0]), delta),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from miunlearn.audit.metrics import accuracy, average_gap, js_divergence, membership_gaussian_bound
+from miunlearn.audit.metrics import Metric, accuracy, average_gap, js_divergence, membership_gaussian_bound
 from miunlearn.audit.population import AUDIT_ATTACKS, AuditInputs
 from miunlearn.data import TensorData
 from miunlearn.statistics import logit_confidence
@@ -44,9 +44,9 @@ def evaluate_outputs(outputs: ModelOutputs, sets: EvaluationSets, attacks: list[
                      low_fpr: float = 0.01) -> dict:
     """Scalar metrics of one model (``metrics``) and the curves/values plots need (``curves``)."""
     metrics: dict[str, float] = {
-        "retain_acc": accuracy(outputs.retain, sets.retain.y),
-        "forget_acc": accuracy(outputs.forget, sets.forget.y),
-        "test_acc": accuracy(outputs.test, sets.test.y),
+        Metric.RETAIN_ACC: accuracy(outputs.retain, sets.retain.y),
+        Metric.FORGET_ACC: accuracy(outputs.forget, sets.forget.y),
+        Metric.TEST_ACC: accuracy(outputs.test, sets.test.y),
     }
     inputs = AuditInputs(outputs.forget, sets.forget.y, outputs.audit, sets.audit.y, outputs.retain, sets.retain.y)
     curves: dict = {}
@@ -55,7 +55,7 @@ def evaluate_outputs(outputs: ModelOutputs, sets: EvaluationSets, attacks: list[
         if "fpr" in result:
             curves[name] = {"fpr": result.pop("fpr"), "tpr": result.pop("tpr")}
         for key, value in result.items():
-            metrics[f"{name.replace('-', '_')}_{key}" if key != "efficacy" else "mia_efficacy"] = value
+            metrics[Metric.of_attack(name, key) if key != "efficacy" else Metric.MIA_EFFICACY] = value
     metrics.update(membership_gaussian_bound(outputs.forget, sets.forget.y, outputs.audit, sets.audit.y))
     curves["s_forget"] = logit_confidence(outputs.forget, sets.forget.y).numpy()
     curves["s_audit"] = logit_confidence(outputs.audit, sets.audit.y).numpy()
@@ -70,9 +70,9 @@ def compare_to_retrain(results: dict[str, dict], outputs: dict[str, ModelOutputs
     base = results[reference]["metrics"]
     for name, result in results.items():
         m = result["metrics"]
-        m["js_to_retrain"] = js_divergence(outputs[name].forget, outputs[reference].forget)
-        if "mia_efficacy" in m and "mia_efficacy" in base:
-            m["avg_gap"] = average_gap(m, base)
+        m[Metric.JS_TO_RETRAIN] = js_divergence(outputs[name].forget, outputs[reference].forget)
+        if Metric.MIA_EFFICACY in m and Metric.MIA_EFFICACY in base:
+            m[Metric.AVG_GAP] = average_gap(m, base)
         if name in times and reference in times and times[name] > 0:
-            m["speedup"] = times[reference] / times[name]
+            m[Metric.SPEEDUP] = times[reference] / times[name]
 

@@ -9,6 +9,8 @@ noisy; ``global`` shares one standard deviation across samples, as the paper rec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.stats import norm
 
@@ -16,6 +18,16 @@ from miunlearn.audit.reference_attacks import REFERENCE_ATTACKS, ReferenceAttack
 from miunlearn.errors import MiunlearnError
 
 VARIANCES = ("global", "per-example")
+
+
+@dataclass
+class LiRAConfig:
+    variance: str = "global"
+    """``global`` (one spread for all samples; right for few reference models) or ``per-example``."""
+
+    def validate(self) -> None:
+        if self.variance not in VARIANCES:
+            raise MiunlearnError(f"unknown variance {self.variance!r}; valid: {', '.join(VARIANCES)}")
 
 
 def fit_gaussians(stat: np.ndarray, mask: np.ndarray, variance: str) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +64,10 @@ def lira_offline(target: np.ndarray, ref: np.ndarray, member: np.ndarray, varian
 
 
 class _LiRA(ReferenceAttack):
+    Config = LiRAConfig
+
     def requirements(self) -> tuple[int, int, int]:
-        per = 2 if self.variance == "per-example" else 1
+        per = 2 if self.config.variance == "per-example" else 1
         return (per if self.needs_in else 0), per, self.needs_any
 
     def _stats(self, inputs: ReferenceInputs) -> tuple[np.ndarray, np.ndarray]:
@@ -62,17 +76,17 @@ class _LiRA(ReferenceAttack):
 
 @REFERENCE_ATTACKS.register("lira-online")
 class LiRAOnline(_LiRA):
-    name, needs_in, needs_out = "lira-online", 1, 1
+    needs_in, needs_out = 1, 1
 
     def scores(self, inputs: ReferenceInputs) -> np.ndarray:
         self.check(inputs.member)
-        return lira_online(*self._stats(inputs), inputs.member, self.variance)
+        return lira_online(*self._stats(inputs), inputs.member, self.config.variance)
 
 
 @REFERENCE_ATTACKS.register("lira-offline")
 class LiRAOffline(_LiRA):
-    name, needs_in, needs_out = "lira-offline", 0, 1
+    needs_in, needs_out = 0, 1
 
     def scores(self, inputs: ReferenceInputs) -> np.ndarray:
         self.check(inputs.member)
-        return lira_offline(*self._stats(inputs), inputs.member, self.variance)
+        return lira_offline(*self._stats(inputs), inputs.member, self.config.variance)

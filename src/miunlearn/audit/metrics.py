@@ -11,6 +11,26 @@ from scipy.spatial.distance import jensenshannon
 from miunlearn.statistics import logit_confidence
 
 
+class Metric:
+    """Names of the per-model metrics a run records (``metrics.json``'s ``models``): written once, here."""
+
+    RETAIN_ACC = "retain_acc"
+    FORGET_ACC = "forget_acc"
+    TEST_ACC = "test_acc"
+    MIA_EFFICACY = "mia_efficacy"
+    GAUSSIAN_KL = "gaussian_kl"
+    PINSKER_BOUND = "pinsker_bound"
+    JS_TO_RETRAIN = "js_to_retrain"
+    AVG_GAP = "avg_gap"
+    SECONDS = "seconds"
+    SPEEDUP = "speedup"
+
+    @staticmethod
+    def of_attack(attack: str, key: str) -> str:
+        """A population attack's metric: ``of_attack("m-entropy", "auc") == "m_entropy_auc"``."""
+        return f"{attack.replace('-', '_')}_{key}"
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(1) == labels).float().mean()) if len(labels) else float("nan")
 
@@ -42,11 +62,11 @@ def membership_gaussian_bound(forget_logits: torch.Tensor, forget_labels: torch.
     """The spec's bound: KL between Gaussians fitted to ``s`` on D_f and on never-seen data, and Pinsker."""
     kl = gaussian_kl(*gaussian_fit(logit_confidence(forget_logits.float(), forget_labels)),
                      *gaussian_fit(logit_confidence(other_logits.float(), other_labels)))
-    return {"gaussian_kl": kl, "pinsker_bound": pinsker_bound(kl)}
+    return {Metric.GAUSSIAN_KL: kl, Metric.PINSKER_BOUND: pinsker_bound(kl)}
 
 
 def average_gap(metrics: dict[str, float], retrained: dict[str, float]) -> float:
     """SalUn's average gap (points): mean |Δ| of forget, retain, test accuracy and MIA-efficacy."""
-    keys = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
-    scale = {"forget_acc": 100, "retain_acc": 100, "test_acc": 100, "mia_efficacy": 1}
+    scale = {Metric.FORGET_ACC: 100, Metric.RETAIN_ACC: 100, Metric.TEST_ACC: 100, Metric.MIA_EFFICACY: 1}
+    keys = tuple(scale)
     return float(np.mean([abs(metrics[k] - retrained[k]) * scale[k] for k in keys]))

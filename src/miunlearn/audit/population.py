@@ -36,7 +36,7 @@ class AuditInputs:
 
 
 class AuditAttack(ABC):
-    name: ClassVar[str]
+    name: ClassVar[str]  # set by the registry from the name it is registered under
     statistic: ClassVar[str]
 
     @abstractmethod
@@ -72,7 +72,7 @@ class ThresholdAttack(AuditAttack):
 
 @AUDIT_ATTACKS.register("loss")
 class LossAttack(ThresholdAttack):
-    name, statistic = "loss", "loss"
+    statistic = "loss"
 
     @staticmethod
     def score(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -83,7 +83,7 @@ class LossAttack(ThresholdAttack):
 class ConfidenceAttack(ThresholdAttack):
     """Same ranking as ``loss`` (``p_y`` is monotone in the loss); kept for comparability with papers."""
 
-    name, statistic = "confidence", "p_y"
+    statistic = "p_y"
 
     @staticmethod
     def score(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -92,7 +92,7 @@ class ConfidenceAttack(ThresholdAttack):
 
 @AUDIT_ATTACKS.register("entropy")
 class EntropyAttack(ThresholdAttack):
-    name, statistic = "entropy", "entropy"
+    statistic = "entropy"
 
     @staticmethod
     def score(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -101,7 +101,7 @@ class EntropyAttack(ThresholdAttack):
 
 @AUDIT_ATTACKS.register("m-entropy")
 class ModifiedEntropyAttack(ThresholdAttack):
-    name, statistic = "m-entropy", "m-entropy"
+    statistic = "m-entropy"
 
     @staticmethod
     def score(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -113,7 +113,7 @@ class MIAEfficacy(AuditAttack):
     """SalUn's MIA-efficacy: an SVC fitted on D_r (members) vs D_audit (non-members); the share (%) of
     D_f it calls non-member. Higher means more forgotten; compare with the retrained model's value."""
 
-    name, statistic = "mia-efficacy", "p_y+entropy+m-entropy"
+    statistic = "p_y+entropy+m-entropy"
 
     def __call__(self, inputs: AuditInputs, low_fpr: float) -> dict:
         def features(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:

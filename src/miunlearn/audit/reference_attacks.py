@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from miunlearn.config import from_dict
 from miunlearn.errors import MiunlearnError
 from miunlearn.registry import Registry
 from miunlearn.statistics import logit_confidence
@@ -60,16 +61,19 @@ def true_class_probability(logits: torch.Tensor, labels: torch.Tensor) -> np.nda
 
 
 class ReferenceAttack(ABC):
-    name: ClassVar[str]
+    name: ClassVar[str]  # set by the registry from the name it is registered under
     #: Least reference models per scored sample that the attack needs, trained with (IN) and without (OUT) it.
     needs_in: ClassVar[int] = 0
     needs_out: ClassVar[int] = 0
     needs_any: ClassVar[int] = 1
 
-    def __init__(self, variance: str = "global", rmia_offline_a: float = 0.3, rmia_gamma: float = 1.0) -> None:
-        self.variance = variance
-        self.rmia_offline_a = rmia_offline_a
-        self.rmia_gamma = rmia_gamma
+    #: The attack's own settings: a dataclass with defaults and a ``validate()`` that raises one-line errors.
+    #: Its field names are the ``miunlearn audit`` keys that set them (``StrongAuditConfig``).
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any = None, **params: Any) -> None:
+        self.config = config if config is not None else from_dict(self.Config, params, self.name)
+        self.config.validate()
 
     def requirements(self) -> tuple[int, int, int]:
         """(IN, OUT, any) reference models per sample; per-example variance needs two of a kind."""

@@ -10,6 +10,8 @@ reference model (online) or one OUT model per sample (offline).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from miunlearn.audit.reference_attacks import (
@@ -18,6 +20,21 @@ from miunlearn.audit.reference_attacks import (
     ReferenceInputs,
     true_class_probability,
 )
+from miunlearn.errors import MiunlearnError
+
+
+@dataclass
+class RMIAConfig:
+    rmia_offline_a: float = 0.3
+    """Offline only: ``a`` of ``p(x) ≈ ((1 + a)·p_out(x) + (1 − a)) / 2``."""
+    rmia_gamma: float = 1.0
+    """The likelihood-ratio threshold ``γ`` against population samples."""
+
+    def validate(self) -> None:
+        if not 0 <= self.rmia_offline_a <= 1:
+            raise MiunlearnError(f"rmia_offline_a must be in [0, 1], got {self.rmia_offline_a}")
+        if not self.rmia_gamma > 0:
+            raise MiunlearnError(f"rmia_gamma must be positive, got {self.rmia_gamma}")
 
 
 def rmia_scores(target: np.ndarray, ref: np.ndarray, member: np.ndarray, population_target: np.ndarray,
@@ -38,6 +55,7 @@ def rmia_scores(target: np.ndarray, ref: np.ndarray, member: np.ndarray, populat
 
 
 class _RMIA(ReferenceAttack):
+    Config = RMIAConfig
     online: bool
 
     def scores(self, inputs: ReferenceInputs) -> np.ndarray:
@@ -46,14 +64,14 @@ class _RMIA(ReferenceAttack):
                            true_class_probability(inputs.ref_logits, inputs.labels), inputs.member,
                            true_class_probability(inputs.population_logits, inputs.population_labels),
                            true_class_probability(inputs.population_ref_logits, inputs.population_labels),
-                           self.online, self.rmia_offline_a, self.rmia_gamma)
+                           self.online, self.config.rmia_offline_a, self.config.rmia_gamma)
 
 
 @REFERENCE_ATTACKS.register("rmia-online")
 class RMIAOnline(_RMIA):
-    name, online, needs_any = "rmia-online", True, 1
+    online, needs_any = True, 1
 
 
 @REFERENCE_ATTACKS.register("rmia-offline")
 class RMIAOffline(_RMIA):
-    name, online, needs_out = "rmia-offline", False, 1
+    online, needs_out = False, 1

@@ -27,11 +27,11 @@ from torch import nn
 from miunlearn import runfolder
 from miunlearn.audit.attack_metrics import attack_metrics, paired_auc_difference
 from miunlearn.audit.challenge import challenge_score
-from miunlearn.audit.lira import VARIANCES, lira_online
-from miunlearn.audit.metrics import accuracy
-from miunlearn.audit.reference_attacks import REFERENCE_ATTACKS, ReferenceInputs, lira_statistic
+from miunlearn.audit.lira import lira_online
+from miunlearn.audit.metrics import Metric, accuracy
+from miunlearn.audit.reference_attacks import REFERENCE_ATTACKS, ReferenceAttack, ReferenceInputs, lira_statistic
 from miunlearn.audit.reference_models import ReferenceModels, membership_matrix, prepare_reference_models
-from miunlearn.config import ExecutorConfig, RunConfig, from_dict, load_config, parse_overrides
+from miunlearn.config import ExecutorConfig, RunConfig, from_dict, load_config, number_problems, parse_overrides
 from miunlearn.data import Dataset, Splits, TensorData, load_dataset
 from miunlearn.errors import MiunlearnError
 from miunlearn.io import atomic_path, write_json
@@ -50,6 +50,7 @@ class StrongAuditConfig:
     num_references: int = 4
     """Reference models (the target's architecture and recipe on random halves of D_train ∪ D_audit);
     4 is a CPU budget, 16-64 are usual on a GPU. Even numbers give each sample as many IN as OUT models."""
+    # The attacks' own settings (LiRAConfig, RMIAConfig), by the names of their fields; a test keeps them in step.
     variance: str = "global"
     """LiRA's Gaussians: ``global`` (one spread for all samples; right for few models) or ``per-example``."""
     rmia_offline_a: float = 0.3
@@ -77,18 +78,17 @@ class StrongAuditConfig:
     challenge_bucket: float = 0.5
 
     def validate(self) -> None:
+        problems = number_problems(self)
+        if problems:
+            raise MiunlearnError("; ".join(problems))
         if not self.attacks:
             raise MiunlearnError("audit attacks is empty; valid: " + ", ".join(REFERENCE_ATTACKS.names()))
         for name in self.attacks:
             REFERENCE_ATTACKS.validate(name)
         if self.num_references < 1:
             raise MiunlearnError(f"num_references must be at least 1, got {self.num_references}")
-        if self.variance not in VARIANCES:
-            raise MiunlearnError(f"unknown variance {self.variance!r}; valid: {', '.join(VARIANCES)}")
-        if not 0 <= self.rmia_offline_a <= 1:
-            raise MiunlearnError(f"rmia_offline_a must be in [0, 1], got {self.rmia_offline_a}")
-        if self.rmia_gamma <= 0:
-            raise MiunlearnError(f"rmia_gamma must be positive, got {self.rmia_gamma}")
+        for name in REFERENCE_ATTACKS.names():  # every attack's settings, as U-LiRA reads LiRA's too
+            self.build_attack(name)
         if self.population < 1 or self.bootstrap < 0:
             raise MiunlearnError("population must be at least 1 and bootstrap at least 0")
         if not all(0 < f < 1 for f in self.fprs):
@@ -102,8 +102,10 @@ class StrongAuditConfig:
         if self.executor is not None:
             validate_executor_config(self.executor)
 
-    def build_attack(self, name: str):
-        return REFERENCE_ATTACKS.get(name)(self.variance, self.rmia_offline_a, self.rmia_gamma)
+    def build_attack(self, name: str) -> ReferenceAttack:
+        """The attack, its own config (:attr:`ReferenceAttack.Config`) filled from the keys of the same names."""
+        cls = REFERENCE_ATTACKS.get(name)
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls.Config)})
 
 
 def audit_config(overrides: list[str] | None = None) -> StrongAuditConfig:
@@ -142,6 +144,9 @@ def load_run(path: str | Path) -> RunFolder:
                                              runfolder.model_file("original")), "the audit")
     metrics = runfolder.read_metrics(path)
     config = load_config(path / runfolder.CONFIG)
+    problems = number_problems(config)
+    if problems:
+        raise MiunlearnError(f"{path / runfolder.CONFIG}: " + "; ".join(problems))
     dataset = load_dataset(config.data)
     splits = Splits.load(path / runfolder.SPLITS)
     top = max(int(np.max(getattr(splits, r), initial=-1)) for r in ("train", "audit", "ref", "shadow"))
@@ -303,8 +308,9 @@ def _challenge(run: RunFolder, config: StrongAuditConfig, device: torch.device, 
 
     def stats(model: nn.Module) -> tuple[np.ndarray, dict[str, float]]:
         f_logits = _logits(model, forget, device)
-        return lira_statistic(f_logits, forget.y), {"retain_acc": accuracy(_logits(model, retain, device), retain.y),
-                                                    "test_acc": accuracy(_logits(model, test, device), test.y)}
+        utility = {Metric.RETAIN_ACC: accuracy(_logits(model, retain, device), retain.y),
+                   Metric.TEST_ACC: accuracy(_logits(model, test, device), test.y)}
+        return lira_statistic(f_logits, forget.y), utility
 
     def summarise(items: list[tuple[np.ndarray, dict]]) -> tuple[np.ndarray, dict[str, float]]:
         return np.stack([s for s, _ in items]), {k: float(np.mean([u[k] for _, u in items])) for k in items[0][1]}

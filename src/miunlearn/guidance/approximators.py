@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from abc import abstractmethod
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,9 +33,12 @@ APPROXIMATORS: Registry[type[PrivacyApproximator]] = Registry("approximator")
 class PrivacyApproximator(nn.Module):
     """``a(x, y; θ)`` computed from the model's logits; its own parameters are frozen after fitting."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # set by the registry from the name it is registered under
     #: Output statistics the scorer reads; an audit attack on the same statistic is flagged in reports.
     statistics: ClassVar[tuple[str, ...]]
+    #: The fields of the ``approximator`` section this approximator reads, as its own validated dataclass
+    #: (see :func:`approximator_problems`); ``name``, ``num_shadows`` and ``load`` belong to every approximator.
+    Config: ClassVar[type]
 
     def __init__(self, config: ApproximatorConfig, num_classes: int) -> None:
         super().__init__()
@@ -67,6 +70,56 @@ class PrivacyApproximator(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata={"miunlearn": json.dumps(meta)})
+
+
+SHARED_FIELDS = ("name", "num_shadows", "load")
+
+
+def _at_least_one(config: object) -> None:
+    for f in fields(config):
+        if getattr(config, f.name) < 1:
+            raise MiunlearnError(f"approximator.{f.name} must be at least 1, got {getattr(config, f.name)}")
+
+
+@dataclass
+class ShadowNNConfig:
+    top_k: int = ApproximatorConfig.top_k
+    hidden: int = ApproximatorConfig.hidden
+    attack_epochs: int = ApproximatorConfig.attack_epochs
+
+    def validate(self) -> None:
+        _at_least_one(self)
+
+
+@dataclass
+class GaussianConfig:
+    per_class_variance: bool = ApproximatorConfig.per_class_variance
+
+    def validate(self) -> None:
+        """Nothing to range-check: a boolean."""
+
+
+@dataclass
+class LossThresholdConfig:
+    def validate(self) -> None:
+        """No settings of its own."""
+
+
+def approximator_problems(config: ApproximatorConfig) -> list[str]:
+    """Problems of the ``approximator`` section for the approximator it names: its own settings out of range, and
+    settings it would ignore that differ from their defaults (the saved config would mislead)."""
+    if config.name not in APPROXIMATORS:
+        return []
+    own = APPROXIMATORS.get(config.name).Config
+    read = {f.name for f in fields(own)}
+    problems = [f"approximator.{f.name}={getattr(config, f.name)!r} is ignored by approximator {config.name!r}; "
+                "remove it" for f in fields(ApproximatorConfig)
+                if f.name not in read and f.name not in SHARED_FIELDS and getattr(config, f.name) != f.default]
+    try:
+        own(**{key: getattr(config, key) for key in read}).validate()
+    except MiunlearnError as exc:
+        problems.append(str(exc))
+    return problems
 
 
 def fit_approximator(config: ApproximatorConfig, shadow: ShadowOutputs) -> PrivacyApproximator:
@@ -106,7 +159,7 @@ def load_approximator(path: str | Path) -> PrivacyApproximator:
 class ShadowMLP(PrivacyApproximator):
     """Shokri et al. (2017): an MLP on sorted top-k softmax, ``p_y``, cross-entropy and ``s``."""
 
-    name = "shadow-nn"
+    Config = ShadowNNConfig
     statistics = ("softmax", "p_y", "loss", "s")
 
     def __init__(self, config: ApproximatorConfig, num_classes: int) -> None:
@@ -145,7 +198,7 @@ class ShadowMLP(PrivacyApproximator):
 class GaussianLikelihoodRatio(PrivacyApproximator):
     """Offline-LiRA in spirit: ``log N(s; μ_in, σ_in²) − log N(s; μ_out, σ_out²)``, global or per class."""
 
-    name = "gaussian"
+    Config = GaussianConfig
     statistics = ("s",)
 
     def __init__(self, config: ApproximatorConfig, num_classes: int) -> None:
@@ -180,7 +233,7 @@ def _log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch
 class LossThreshold(PrivacyApproximator):
     """Yeom et al. (2018): ``(τ − CE) / T``, τ the shadow threshold with the best balanced accuracy."""
 
-    name = "loss-threshold"
+    Config = LossThresholdConfig
     statistics = ("loss", "p_y", "s")
 
     def __init__(self, config: ApproximatorConfig, num_classes: int) -> None:

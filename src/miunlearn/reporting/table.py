@@ -7,6 +7,8 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
+from miunlearn.audit.metrics import Metric
+
 
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}"
@@ -26,18 +28,18 @@ def _ratio(v: float) -> str:
 
 #: (metric key, header, formatter)
 COLUMNS: list[tuple[str, str, Callable[[float], str]]] = [
-    ("retain_acc", "retain %", _pct),
-    ("forget_acc", "forget %", _pct),
-    ("test_acc", "test %", _pct),
-    ("loss_auc", "AUC loss", _num),
-    ("entropy_auc", "AUC ent", _num),
-    ("m_entropy_auc", "AUC m-ent", _num),
-    ("mia_efficacy", "MIA-eff %", lambda v: f"{v:.1f}"),
-    ("pinsker_bound", "KL bound", _num),
-    ("js_to_retrain", "JS→retrain", lambda v: f"{v:.4f}"),
-    ("avg_gap", "avg gap", lambda v: f"{v:.2f}"),
-    ("seconds", "seconds", _secs),
-    ("speedup", "speedup", _ratio),
+    (Metric.RETAIN_ACC, "retain %", _pct),
+    (Metric.FORGET_ACC, "forget %", _pct),
+    (Metric.TEST_ACC, "test %", _pct),
+    (Metric.of_attack("loss", "auc"), "AUC loss", _num),
+    (Metric.of_attack("entropy", "auc"), "AUC ent", _num),
+    (Metric.of_attack("m-entropy", "auc"), "AUC m-ent", _num),
+    (Metric.MIA_EFFICACY, "MIA-eff %", lambda v: f"{v:.1f}"),
+    (Metric.PINSKER_BOUND, "KL bound", _num),
+    (Metric.JS_TO_RETRAIN, "JS→retrain", lambda v: f"{v:.4f}"),
+    (Metric.AVG_GAP, "avg gap", lambda v: f"{v:.2f}"),
+    (Metric.SECONDS, "seconds", _secs),
+    (Metric.SPEEDUP, "speedup", _ratio),
 ]
 
 

@@ -49,8 +49,8 @@ def train_models_concurrently(models: list[nn.Module], datasets: list[TensorData
     The recipes may differ only in ``seed`` and the datasets must have one length (callers group jobs by size).
     With fp16 autocast on CUDA one loss scale serves all K models, so an overflow in one skips the step for all;
     fp32 and bf16 match sequential training up to numerics. The data are stacked into one (K, N, ...) tensor, and
-    each history row's ``seconds`` is the shared epoch's wall time. Built for GPUs: on CPU it measured 1.3-4.6x
-    slower than K sequential trainings (``benchmarks/concurrent_models.py``, BENCHMARKS.md).
+    each history row's ``seconds`` is the shared epoch's wall time. Built for GPUs: on CPU it is slower than K
+    sequential trainings (``benchmarks/concurrent_models.py``; numbers in BENCHMARKS.md, "Many models at once").
     """
     config = _check_jobs(models, datasets, recipes)
     device = resolve_device(config.device)
@@ -128,7 +128,7 @@ def _vmap_template(model: nn.Module) -> nn.Module:
     """A weightless copy of the architecture to run with the stacked state.
 
     In-place activations are switched off in it: on vmap's batched views they take a slow as_strided fallback
-    (measured 1.6x slower steps for the ``cnn`` on CPU); out-of-place they compute the same values.
+    (BENCHMARKS.md, "Measurements behind defaults"); out-of-place they compute the same values.
     """
     template = copy.deepcopy(model).to("meta").train()
     for module in template.modules():

@@ -129,7 +129,7 @@ def wants_channels_last(config: TrainConfig, model: nn.Module, data: TensorData)
     """The recipe's ``channels_last`` (default: on), for image data and models with convolutions.
 
     On by default on CPU too: with batches that are not already channels-last (no augmentation, unlearning
-    steps, inference), the ``cnn`` ran 1.6x (training) to ~2x (ReMI's steps, per sample) faster on 2 CPU cores.
+    steps, inference), the ``cnn`` ran faster on CPU as well (BENCHMARKS.md, "Measurements behind defaults").
     Off leaves memory formats as they come.
     """
     return config.channels_last and data.x.ndim == 4 and any(p.ndim == 4 for p in model.parameters())

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 @dataclass
 class BadTeacherConfig:
     """Chundawat et al.'s reference code: 30% of D_r, KL temperature 1, batch 256, 1 epoch, Adam lr 1e-4
-    (5e-3 took our CIFAR-10 CNN from 67% to 30% retain accuracy: measured)."""
+    (a larger lr collapsed our CIFAR-10 CNN's retain accuracy: BENCHMARKS.md, "Measurements behind defaults")."""
 
     retain_fraction: float = 0.3
     temperature: float = 1.0
@@ -40,7 +40,6 @@ class BadTeacherConfig:
 
 @METHODS.register("bad-teacher")
 class BadTeacher(UnlearningMethod):
-    name = "bad-teacher"
     Config = BadTeacherConfig
     requires = ("retain",)
 
@@ -52,9 +51,9 @@ class BadTeacher(UnlearningMethod):
         c = self.config
         competent = copy.deepcopy(model).eval()
         incompetent = reinitialise(copy.deepcopy(model), request.seed).eval()
-        device, generator = start(model, request)
-        competent.to(device), incompetent.to(device)
-        forget, retain = request.forget.to(device), request.retain.to(device)
+        device, generator, place = start(model, request)
+        place(competent), place(incompetent)
+        forget, retain = place(request.forget), place(request.retain)
         keep = torch.randperm(len(retain), generator=generator)[:max(1, round(c.retain_fraction * len(retain)))]
         keep = keep.to(device)
         retain = TensorData(retain.x[keep], retain.y[keep])

@@ -57,7 +57,7 @@ class UnlearningResult:
 class UnlearningMethod(ABC):
     """A method: a hyper-parameter dataclass ``Config`` and a :meth:`run` that edits a model copy."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # set by the registry from the name it is registered under
     Config: ClassVar[type]
     requires: ClassVar[tuple[str, ...]] = ()
 

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 @dataclass
 class BoundaryShrinkConfig:
     """Chen et al.'s reference code: FGSM bound 0.1 (ℓ∞, no random start) on the original model, SGD with
-    momentum 0.9, lr 1e-5, 10 epochs over D_f, batch 64 (lr 1e-3 with bound 0.3 took our CIFAR-10 CNN from
-    67% to 39% retain accuracy: measured)."""
+    momentum 0.9, lr 1e-5, 10 epochs over D_f, batch 64 (larger lr and bound collapsed our CIFAR-10 CNN's
+    retain accuracy: BENCHMARKS.md, "Measurements behind defaults")."""
 
     bound: float = 0.1
     epochs: int = 10
@@ -48,7 +48,6 @@ def neighbour_labels(original: nn.Module, x: torch.Tensor, y: torch.Tensor, boun
 
 @METHODS.register("boundary-shrink")
 class BoundaryShrink(UnlearningMethod):
-    name = "boundary-shrink"
     Config = BoundaryShrinkConfig
 
     def validate(self) -> None:
@@ -58,11 +57,11 @@ class BoundaryShrink(UnlearningMethod):
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         c = self.config
         original = copy.deepcopy(model).eval()
-        device, generator = start(model, request)
-        original.to(device)
+        device, generator, place = start(model, request)
+        place(original)
         for p in original.parameters():
             p.requires_grad_(False)
-        forget = request.forget.to(device)
+        forget = place(request.forget)
         optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from miunlearn.data import TensorData
 from miunlearn.errors import MiunlearnError
-from miunlearn.training import autocast, batches, resolve_device
+from miunlearn.training import autocast, batches
+from miunlearn.training.loop import place_data, place_model
 from miunlearn.unlearning.base import UnlearningRequest
 
 
@@ -31,13 +33,21 @@ def check_ranges(method: str, config: object, *, non_negative: tuple[str, ...] =
                 raise MiunlearnError(f"{method}.{key} {message}, got {value}")
 
 
-def start(model: nn.Module, request: UnlearningRequest) -> tuple[torch.device, torch.Generator]:
-    """Move ``model`` to the recipe's device in training mode (BatchNorm as the target was trained, see
-    remi.py) and return the device and a generator seeded by the request (shuffles, random labels)."""
-    device = resolve_device(request.recipe.device)
-    model.to(device)
+def start(model: nn.Module, request: UnlearningRequest
+          ) -> tuple[torch.device, torch.Generator, Callable[[Any], Any]]:
+    """Place ``model`` as ReMI and training do (:func:`~miunlearn.training.loop.place_model`: the recipe's
+    device, channels-last for image models unless the recipe says otherwise), in training mode (BatchNorm as
+    the target was trained, see remi.py). Returns the device, a generator seeded by the request (shuffles,
+    random labels) and ``place``, which puts a :class:`TensorData` or another model the same way."""
+    device, channels_last = place_model(model, request.recipe, request.forget)
     model.train()
-    return device, torch.Generator().manual_seed(request.seed)
+
+    def place(item: Any) -> Any:
+        if isinstance(item, nn.Module):
+            return item.to(device, memory_format=torch.channels_last) if channels_last else item.to(device)
+        return place_data(item, device, channels_last)
+
+    return device, torch.Generator().manual_seed(request.seed), place
 
 
 def logits_of(model: nn.Module, x: torch.Tensor, request: UnlearningRequest) -> torch.Tensor:

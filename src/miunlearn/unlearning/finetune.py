@@ -33,7 +33,6 @@ class FinetuneConfig:
 
 @METHODS.register("finetune")
 class Finetune(UnlearningMethod):
-    name = "finetune"
     Config = FinetuneConfig
     requires = ("retain",)
 
@@ -47,8 +46,8 @@ class Finetune(UnlearningMethod):
 
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         c = self.config
-        device, generator = start(model, request)
-        retain = request.retain.to(device)
+        device, generator, place = start(model, request)
+        retain = place(request.retain)
         optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):

@@ -70,7 +70,6 @@ def diagonal_fisher(model: nn.Module, data: TensorData, batch_size: int = 32,
 
 @METHODS.register("fisher")
 class Fisher(UnlearningMethod):
-    name = "fisher"
     Config = FisherConfig
     requires = ("retain",)
 
@@ -78,9 +77,9 @@ class Fisher(UnlearningMethod):
         check_ranges(self.name, self.config, positive=("alpha",), at_least_one=("batch_size",))
 
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
-        device, generator = start(model, request)
+        device, generator, place = start(model, request)
         num_classes = class_count(model, request.forget)
-        fisher = diagonal_fisher(model, request.retain, self.config.batch_size, request.recipe.progress)
+        fisher = diagonal_fisher(model, place(request.retain), self.config.batch_size, request.recipe.progress)
         head = _classifier_parameters(model, num_classes)
         forgotten = sorted(set(request.forget.y.tolist()) - set(request.retain.y.tolist()))
         noise_std = []

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 @dataclass
 class GradientAscentConfig:
     """SalUn's reference settings for GA on CIFAR-10 (Fan et al., ICLR 2024): SGD, 5 epochs over D_f,
-    momentum 0.9, weight decay 5e-4, lr searched in [1e-5, 1e-3]. We take 1e-4: at 1e-3 our CIFAR-10 CNN fell
-    from 67% to 41% retain accuracy (benchmarks/baselines.py, measured)."""
+    momentum 0.9, weight decay 5e-4, lr searched in [1e-5, 1e-3]. We take 1e-4: the top of that range collapsed
+    our CIFAR-10 CNN's retain accuracy (BENCHMARKS.md, "Measurements behind defaults")."""
 
     epochs: int = 5
     lr: float = 1e-4
@@ -35,7 +35,6 @@ class GradientAscent(UnlearningMethod):
     """Needs only D_f (retain-free); nothing stops it from destroying the model, which is the point of
     keeping it as a baseline."""
 
-    name = "gradient-ascent"
     Config = GradientAscentConfig
 
     def validate(self) -> None:
@@ -44,8 +43,8 @@ class GradientAscent(UnlearningMethod):
 
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         c = self.config
-        device, generator = start(model, request)
-        forget = request.forget.to(device)
+        device, generator, place = start(model, request)
+        forget = place(request.forget)
         optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):

@@ -31,7 +31,6 @@ class L1SparseConfig(FinetuneConfig):
 
 @METHODS.register("l1-sparse")
 class L1Sparse(Finetune):
-    name = "l1-sparse"
     Config = L1SparseConfig
 
     def validate(self) -> None:

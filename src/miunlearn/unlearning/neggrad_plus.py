@@ -39,7 +39,6 @@ class NegGradPlusConfig:
 
 @METHODS.register("neggrad-plus")
 class NegGradPlus(UnlearningMethod):
-    name = "neggrad-plus"
     Config = NegGradPlusConfig
     requires = ("retain",)
 
@@ -49,8 +48,8 @@ class NegGradPlus(UnlearningMethod):
 
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         c = self.config
-        device, generator = start(model, request)
-        retain, forget = request.retain.to(device), request.forget.to(device)
+        device, generator, place = start(model, request)
+        retain, forget = place(request.retain), place(request.forget)
         optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):

@@ -35,7 +35,6 @@ class RandomLabelConfig:
 
 @METHODS.register("random-label")
 class RandomLabel(UnlearningMethod):
-    name = "random-label"
     Config = RandomLabelConfig
     requires = ("retain",)
 
@@ -49,9 +48,9 @@ class RandomLabel(UnlearningMethod):
 
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         c = self.config
-        device, generator = start(model, request)
+        device, generator, place = start(model, request)
         masks = self.masks(model, request)
-        forget, retain = request.forget.to(device), request.retain.to(device)
+        forget, retain = place(request.forget), place(request.retain)
         wrong = random_wrong_labels(forget.y, class_count(model, forget), generator)
         data = TensorData(torch.cat([forget.x, retain.x]), torch.cat([wrong, retain.y]))
         params = list(model.parameters())

@@ -38,7 +38,6 @@ def independent_seed(seed: int) -> int:
 
 @METHODS.register("retrain")
 class Retrain(UnlearningMethod):
-    name = "retrain"
     Config = RetrainConfig
     requires = ("retain",)
 

@@ -36,7 +36,6 @@ class SalUnConfig(RandomLabelConfig):
 
 @METHODS.register("salun")
 class SalUn(RandomLabel):
-    name = "salun"
     Config = SalUnConfig
 
     def validate(self) -> None:

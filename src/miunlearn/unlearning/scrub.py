@@ -53,7 +53,6 @@ def distill_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float)
 
 @METHODS.register("scrub")
 class Scrub(UnlearningMethod):
-    name = "scrub"
     Config = ScrubConfig
     requires = ("retain",)
 
@@ -67,9 +66,9 @@ class Scrub(UnlearningMethod):
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         c = self.config
         teacher = copy.deepcopy(model).eval()
-        device, generator = start(model, request)
-        teacher.to(device)
-        forget, retain = request.forget.to(device), request.retain.to(device)
+        device, generator, place = start(model, request)
+        place(teacher)
+        forget, retain = place(request.forget), place(request.retain)
         optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
         history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):

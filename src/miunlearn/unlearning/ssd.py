@@ -56,7 +56,6 @@ def batch_importance(model: nn.Module, data: TensorData, batch_size: int,
 
 @METHODS.register("ssd")
 class Ssd(UnlearningMethod):
-    name = "ssd"
     Config = SsdConfig
     requires = ("retain",)
 
@@ -66,9 +65,9 @@ class Ssd(UnlearningMethod):
 
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         c = self.config
-        device, _ = start(model, request)
+        device, _, place = start(model, request)
         model.eval()
-        forget, retain = request.forget.to(device), request.retain.to(device)
+        forget, retain = place(request.forget), place(request.retain)
         whole = TensorData(torch.cat([retain.x, forget.x]), torch.cat([retain.y, forget.y]))
         importance_d = batch_importance(model, whole, c.batch_size, request)
         importance_f = batch_importance(model, forget, c.batch_size, request)
