@@ -509,7 +509,7 @@ def audit_model(ctx: SettingContext, model: nn.Module, sets: EvaluationSets, sco
                              ctx.population.y, ctx.ref_population_logits)
     scores, strong = {}, {}
     for attack in STRONG_ATTACKS:
-        s = REFERENCE_ATTACKS.get(attack)("global", 0.3, 1.0).scores(inputs)
+        s = REFERENCE_ATTACKS.get(attack)().scores(inputs)
         scores[attack] = (s[:n_f], s[n_f:])
         strong[attack] = {"auc": float(auc_many(s[None, :n_f], s[None, n_f:])[0]),
                           "tpr_1pct": float(tpr_many(s[None, :n_f], s[None, n_f:])[0])}

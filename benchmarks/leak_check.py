@@ -55,7 +55,7 @@ def main(argv: list[str]) -> dict:
     n = len(members)
     aucs = {}
     for name in lb.STRONG_ATTACKS:
-        s = REFERENCE_ATTACKS.get(name)("global", 0.3, 1.0).scores(inputs)
+        s = REFERENCE_ATTACKS.get(name)().scores(inputs)
         aucs[name] = float(lb.auc_many(s[None, :n], s[None, n:])[0])
     train_logits, audit_logits = predict_logits(model, train), predict_logits(model, audit)
     loss_auc = lb.auc_many(-F.cross_entropy(train_logits, train.y, reduction="none").numpy()[None],
