@@ -32,6 +32,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import subprocess
@@ -464,6 +465,9 @@ def tune_scenario(ctx: SettingContext, scenario: str, methods: list[str], opts: 
                     f"{time.perf_counter() - start:.0f} s): distance {result.value:.2f} with {result.params}")
         params[method] = result.params
         tuned[method] = {"distance": result.value, "trials": result.trials}
+        if not math.isfinite(result.value):  # every trial broke the model: evaluate the method's defaults
+            params[method] = {}
+            tuned[method]["fallback"] = "defaults: every trial left non-finite weights"
     write_preset(preset_path, ctx.name, scenario, params, tuned, opts)
     return params
 
@@ -625,6 +629,16 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
             "delta_s_forget": float(np.mean([np.abs(a.s_forget - r.s_forget).mean() for r in retrain_audits])),
             "delta_s_audit": float(np.mean([np.abs(a.s_audit - r.s_audit).mean() for r in retrain_audits]))}
 
+    def store_broken(method: str, seconds: float, work: float, peak: float | None, method_params: dict) -> None:
+        """A model with non-finite weights cannot be audited: its row keeps time and work, metrics null."""
+        row = dict.fromkeys(ROW_KEYS) | {
+            "setting": ctx.name, "scenario": scenario, "method": method, "seed": seed,
+            "floor_avg_gap": floor["avg_gap"], "floor_strong_auc": floor["strong_auc"], "seconds": seconds,
+            "retrain_seconds": retrain_seconds, "speedup": retrain_seconds / seconds if seconds else None,
+            "work_ratio": retrain_work / work if work else None, "peak_mib": peak, "params": method_params}
+        results.put(row)
+        cell["methods"][method] = {"fingerprint": method_fingerprint(method), "broken": "non-finite weights"}
+
     if "original" in pending:
         original = audit(target)
         cell["original_strongest_auc"] = strongest(original)[0]
@@ -644,6 +658,9 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
                              reference=ctx.reference, approximator=ctx.approximator, recipe=ctx.config.train,
                              seed=seed)
         save_weights(result.model, path)
+        if not all(torch.isfinite(p).all() for p in result.model.parameters()):
+            store_broken(method, result.record.seconds, work_of(result.record), peak["peak_mib"], method_params)
+            continue
         method_models[method] = result.model
         store(method, audit(result.model), result.record.seconds, work_of(result.record), peak["peak_mib"],
               method_params)
@@ -655,8 +672,8 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
 
 def ulira_methods(rows: list[dict]) -> list[str]:
     """ReMI and the three baselines closest to retraining (lowest average gap) in this cell."""
-    baselines = sorted((r for r in rows if r["method"] not in ("original", "retrain", "remi")),
-                       key=lambda r: r["avg_gap"])
+    baselines = sorted((r for r in rows if r["method"] not in ("original", "retrain", "remi")
+                        and r["avg_gap"] is not None), key=lambda r: r["avg_gap"])
     return [r["method"] for r in rows if r["method"] == "remi"] + [r["method"] for r in baselines[:ULIRA_BASELINES]]
 
 
@@ -758,7 +775,7 @@ def markdown(rows: list[dict], cells: dict[str, dict]) -> str:
             + f"{sum(bool((c.get('floor_verdict') or {}).get('distinguishable')) for c in cell_list)}/{len(seeds)} "
             + "| 1 | 1 | |")
         order = sorted({r["method"] for r in group},
-                       key=lambda m: np.mean([r["avg_gap"] for r in group if r["method"] == m]))
+                       key=lambda m: _finite_or_inf(_method_mean(group, m, lambda r: r["avg_gap"])))
         for method in order:
             mr = [r for r in group if r["method"] == method]
             told = [cells.get(cell_key(setting, scenario, r["seed"]), {}).get("methods", {}).get(method, {})
@@ -796,7 +813,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots((len(groups) + cols - 1) // cols, cols, figsize=(5 * cols, 4 * ((len(groups) + cols - 1)
                                                                                              // cols)), squeeze=False)
     for ax, (setting, scenario) in zip(axes.flat, groups):
-        group = [r for r in rows if (r["setting"], r["scenario"]) == (setting, scenario) and r["speedup"]]
+        group = [r for r in rows if (r["setting"], r["scenario"]) == (setting, scenario) and r["speedup"]
+                 and r["avg_gap"] is not None]
         names = sorted({r["method"] for r in group})
         pts = [(float(np.mean([r["speedup"] for r in group if r["method"] == m])),
                 float(np.mean([r["avg_gap"] for r in group if r["method"] == m]))) for m in names]
@@ -825,10 +843,14 @@ def _method_mean(group: list[dict], method: str, value: Callable[[dict], float |
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def _finite_or_inf(value: float) -> float:
+    return value if math.isfinite(value) else math.inf
+
+
 def audit_distance(row: dict, cells: dict[str, dict]) -> float | None:
     """|strongest reference-attack AUC - the retrains' mean of theirs| in the row's cell."""
     strong = cells.get(cell_key(row["setting"], row["scenario"], row["seed"]), {}).get("retrain_strong")
-    if not strong:
+    if not strong or row["strong_auc"] is None:
         return None
     return abs(row["strong_auc"] - float(np.mean([max(v["auc"] for v in r.values()) for r in strong])))
 
@@ -845,7 +867,8 @@ def summary(rows: list[dict], cells: dict[str, dict]) -> str:
         values: dict[str, Callable[[dict], float | None]] = {
             "closeness": lambda r: r["avg_gap"], "audit": lambda r: audit_distance(r, cells),
             "speed": lambda r: -r["speedup"]}
-        ranks = {label: sorted(names, key=lambda m, f=f: _method_mean(group, m, f)) for label, f in values.items()}
+        ranks = {label: sorted(names, key=lambda m, f=f: _finite_or_inf(_method_mean(group, m, f)))
+                 for label, f in values.items()}
         gap, speed = values["closeness"], (lambda r: r["speedup"])
         floor = float(np.mean([r["floor_avg_gap"] for r in group]))
         best, fastest = ranks["closeness"][0], ranks["speed"][0]

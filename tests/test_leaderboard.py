@@ -244,3 +244,27 @@ def test_gpu_script_runs_its_tiny_mode_on_the_cpu(tmp_path: Path) -> None:
     assert {r["method"] for r in rows} == {"original", "remi", "finetune"}
     assert all(tuple(r) == leaderboard.ROW_KEYS for r in rows)
     assert "presets/cifar10_cnn-random10.yaml" in files and "log.txt" in files
+
+
+def test_a_method_that_leaves_non_finite_weights_gets_a_row_without_metrics(tmp_path: Path) -> None:
+    real_unlearn = leaderboard.unlearn
+
+    def breaking_unlearn(model, forget, retain, method, *args, **kwargs):
+        result = real_unlearn(model, forget, retain, method, *args, **kwargs)
+        if method == "finetune" and len(forget) < 100:  # the evaluated request, not the tuning trials' ones
+            with torch.no_grad():
+                next(result.model.parameters()).fill_(float("nan"))
+        return result
+
+    leaderboard.unlearn = breaking_unlearn
+    try:
+        assert leaderboard.main(["--quick", "--settings", "digits_mlp", "--methods", "finetune,ssd", "--scenarios",
+                                 "small1", "--seeds", "1", "--out", str(tmp_path / "o"),
+                                 "--cache", str(tmp_path / "c")]) == 0
+    finally:
+        leaderboard.unlearn = real_unlearn
+    rows = {r["method"]: r for r in json.loads((tmp_path / "o" / "leaderboard.json").read_text())}
+    broken = rows["finetune"]
+    assert tuple(broken) == leaderboard.ROW_KEYS and broken["avg_gap"] is None and broken["forget_acc"] is None
+    assert broken["seconds"] > 0 and rows["ssd"]["avg_gap"] is not None
+    assert rows["ssd"]["ulira_auc"] is not None and broken["ulira_auc"] is None
