@@ -140,6 +140,9 @@ IMAGE_CHECK = """<script>window.addEventListener('load', () => {
   const imgs = [...document.images];
   const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
   document.body.setAttribute('data-images', ok + '/' + imgs.length);
+  const verdict = document.getElementById('verdict').getBoundingClientRect();
+  document.body.setAttribute('data-verdict', Math.ceil(verdict.top) + '-' + Math.ceil(verdict.bottom) + '/'
+                                             + window.innerHeight);
 });</script>"""
 
 
@@ -158,12 +161,15 @@ def test_report_renders_with_its_images_in_a_headless_browser(audited, tmp_path)
     page = (run_dir / "report.html").read_text()
     probe = tmp_path / "probe.html"  # the report plus a script that counts decoded images
     probe.write_text(page.replace("</body>", IMAGE_CHECK + "</body>"))
-    dom = _chromium("--dump-dom", probe.as_uri())
+    dom = _chromium("--dump-dom", "--window-size=1280,800", probe.as_uri())
     match = re.search(r'data-images="(\d+)/(\d+)"', dom.stdout)
     assert match, dom.stderr[-2000:]
     loaded, total = map(int, match.groups())
     assert total >= 5 and loaded == total
     assert "Strong audit" in dom.stdout
+    # the verdict is the first thing a reader sees: whole, without scrolling, in a 1280x800 window
+    top, bottom, viewport = map(int, re.search(r'data-verdict="(\d+)-(\d+)/(\d+)"', dom.stdout).groups())
+    assert 0 <= top < bottom <= viewport
 
     shot = tmp_path / "shot.png"
     _chromium(f"--screenshot={shot}", "--window-size=1200,2000", (run_dir / "report.html").as_uri())

@@ -21,12 +21,29 @@ def demo_dir(tmp_path_factory):
     return out, result.output
 
 
-def test_demo_prints_the_comparison_table(demo_dir):
+def test_demo_prints_the_comparison_table_within_the_terminal_width(demo_dir):
     _, output = demo_dir
     for row in ("original", "retrain", "remi"):
         assert row in output
-    for column in ("forget %", "AUC loss", "MIA-eff", "KL bound", "speedup"):
-        assert column in output
+    for word in ("forget", "AUC", "MIA-eff", "speedup", "more column(s) with --wide"):
+        assert word in output
+    assert max(len(line) for line in output.splitlines()) <= 80  # the runner's terminal is 80 columns wide
+
+
+def test_wide_table_has_every_column():
+    from rich.console import Console
+
+    from miunlearn.reporting.table import COLUMNS, print_table
+
+    metrics = {"original": {key: 0.5 for key, _, _ in COLUMNS}, "remi": {key: 0.25 for key, _, _ in COLUMNS}}
+    console = Console(width=400, record=True)
+    print_table(metrics, "t", console, wide=True)
+    text = console.export_text()
+    assert all(header in text for _, header, _ in COLUMNS)
+    console = Console(width=400, record=True)
+    print_table(metrics, "t", console)
+    text = console.export_text()
+    assert "KL bound" not in text and "speedup" in text
 
 
 def test_demo_writes_a_complete_run_folder(demo_dir):

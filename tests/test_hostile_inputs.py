@@ -322,6 +322,51 @@ def foreign_store(folder: Path, key: dict) -> None:
     (folder / "holiday.jpg").write_bytes(b"\xff\xd8")
 
 
+# --- `miunlearn forget` on image folders and torchvision datasets -----------------------------------------
+
+def image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "frog"), per_class: int = 4) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def forget_images(train: Callable[[Path], str],
+                  held_out: Callable[[Path], str] | None = None) -> Callable[[Path], list[str]]:
+    """A first `forget` request whose training data is ``train(ws)`` (held-out: a good image folder unless
+    ``held_out`` builds another)."""
+    def build(ws: Path) -> list[str]:
+        save_weights(build_model("mlp", DatasetInfo("images", (3, 8, 8), 3, True), 8), ws / "model.safetensors")
+        (ws / "ids.txt").write_text("cat/0.png\n")
+        held = held_out(ws) if held_out else str(image_folder(ws / "held"))
+        return ["forget", str(ws / "state"), "-r", str(ws / "ids.txt"), "--model", "mlp", "--model-arg", "width=8",
+                "--weights", str(ws / "model.safetensors"), "--train", train(ws), "--held-out", held, *CHEAP]
+    return build
+
+
+def empty_folder(ws: Path) -> str:
+    (ws / "empty").mkdir()
+    return str(ws / "empty")
+
+
+def unreadable_image(ws: Path) -> str:
+    root = image_folder(ws / "imgs")
+    (root / "dog" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    return str(root)
+
+
+def mixed_sizes(ws: Path) -> str:
+    from PIL import Image
+
+    root = image_folder(ws / "imgs")
+    Image.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(root / "frog" / "3.png")
+    return str(root)
+
+
 # --- downloads without a network ------------------------------------------------------------------------
 
 def download(name: str) -> Callable[[Path], list[str]]:
@@ -477,6 +522,21 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "audit gamma nan": (on_run("audit", None, None, "rmia_gamma=.nan"), "rmia_gamma must be finite"),
     "audit seed negative": (on_run("audit", None, None, "seed=-4"), "seed must not be negative"),
     "cache store is foreign": (damaged_store(foreign_store), 'no meta.json'),
+    # `miunlearn forget` data: image folders and torchvision datasets
+    "forget empty image folder": (forget_images(empty_folder), "is not an image folder"),
+    "forget class folder without images": (forget_images(lambda ws: str(image_folder(ws / "imgs", per_class=0))),
+                                           "is not an image folder"),
+    "forget unreadable image": (forget_images(unreadable_image), "image 'dog/2.png' cannot be read"),
+    "forget images of two sizes": (forget_images(mixed_sizes), "images differ in size"),
+    "forget held-out lacks a class": (forget_images(lambda ws: str(image_folder(ws / "imgs")),
+                                                    lambda ws: str(image_folder(ws / "held", ("cat", "frog")))),
+                                      "missing: dog"),
+    "forget torchvision files absent": (forget_images(lambda ws: f"torchvision:FashionMNIST:{ws / 'fm'}"),
+                                        "download=True"),
+    "forget torchvision unknown dataset": (forget_images(lambda ws: f"torchvision:FashionMNIS:{ws}"),
+                                           "did you mean 'FashionMNIST'?"),
+    "forget unknown data format": (forget_images(lambda ws: _write(ws / "train.txt", b"1,2\n").as_posix()),
+                                   "unknown data format 'txt'"),
     # usage
     "unknown command": (lambda ws: ["bogus"], "No such command 'bogus'"),
     "unknown option": (lambda ws: ["run", "--bogus"], 'No such option: --bogus'),

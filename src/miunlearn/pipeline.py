@@ -17,6 +17,8 @@ from torch import nn
 from miunlearn import runfolder
 from miunlearn.audit import AUDIT_ATTACKS, EvaluationSets, ModelOutputs, compare_to_retrain, evaluate_outputs
 from miunlearn.audit.metrics import Metric
+from miunlearn.audit.usefulness import assess, flagged_sentences
+from miunlearn.audit.usefulness import to_json as usefulness_json
 from miunlearn.config import RunConfig, number_problems, resolve_forget, save_config
 from miunlearn.data import DATASETS, FORGET_SELECTORS, Dataset, Splits, TensorData, load_dataset, prepare_splits
 from miunlearn.data.forget import ignored_fields
@@ -49,6 +51,9 @@ class RunResult:
     """Per model: the population attacks' ROC curves and score histograms the plots draw."""
     approximator: Any = field(default=None, repr=False)
     """The approximator that guided ReMI."""
+    usefulness: dict[str, Any] = field(default_factory=dict)
+    """After the last request: did each method do anything, did it over-forget, could the audit tell
+    (:mod:`miunlearn.audit.usefulness`; JSON form)."""
 
 
 def validate(config: RunConfig) -> dict[str, UnlearningMethod]:
@@ -196,7 +201,8 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, overwri
     target = train_target(experiment, console)
     guidance = fit_guidance(experiment, console)
     run = run_requests(experiment, target, guidance, console)
-    run.notes = _notes(config, guidance.approximator, run.timings, guidance.shadows_loaded)
+    run.notes = flagged_sentences(run.usefulness) + _notes(config, guidance.approximator, run.timings,
+                                                           guidance.shadows_loaded)
     if out_dir is not None:
         write_run(run, experiment)
     return run
@@ -284,14 +290,18 @@ def run_requests(experiment: Experiment, target: Target, guidance: Guidance, con
         # After each request the audit covers everything forgotten so far.
         sets = EvaluationSets(retain, experiment.part(forgotten), experiment.dataset.test, audit)
         metrics, curves = audit_models(models, sets, config, seconds)
+        judged = usefulness_json(assess(target.model, {m: models[m] for m in methods}, retain, sets.forget,
+                                        experiment.dataset.test, audit, config.train.device, config.train.precision,
+                                        seed=config.seed))
         if len(requests) > 1:
             per_request.append({"request": number, "forget_size": len(request_idx), "forgotten_total": len(forgotten),
                                 "retain_size": len(retain), "metrics": metrics,
-                                "stop_reasons": {m: records[m]["stop_reason"] for m in methods}})
+                                "stop_reasons": {m: records[m]["stop_reason"] for m in methods},
+                                "usefulness": judged})
     if target.seconds is not None:
         metrics["original"][Metric.SECONDS] = target.seconds
     return RunResult(metrics, records, timings, [], experiment.out_dir, models, per_request, curves,
-                     guidance.approximator)
+                     guidance.approximator, judged)
 
 
 def split_requests(forget: np.ndarray, count: int, seed: int) -> list[np.ndarray]:
@@ -320,6 +330,10 @@ def audit_models(models: dict[str, nn.Module], sets: EvaluationSets, config: Run
 
 def _notes(config: RunConfig, approximator: Any, timings: dict[str, float], shadows_loaded: int) -> list[str]:
     notes = []
+    if config.model.weights:
+        notes.append(f"the target was loaded from {config.model.weights}: these numbers mean something only if it "
+                     "was trained on exactly this run's D_train split; for a model trained elsewhere on your own "
+                     "data, use `miunlearn forget`, which never re-splits your training set")
     if "approximator_fit" in timings:
         loaded = f", {shadows_loaded} loaded from the artefact store" if shadows_loaded else ""
         notes.append(f"approximator '{approximator.name}' fitted once in {timings['approximator_fit']:.2f}s "
@@ -344,7 +358,7 @@ def write_run(run: RunResult, experiment: Experiment) -> None:
         | {"retain": int(len(splits.retain)), "test": splits.test_size},
         models=run.metrics, timings_seconds=run.timings, records=run.records,
         approximator={"name": approximator.name, "statistics": list(approximator.statistics)},
-        notes=run.notes, requests=run.requests)
+        notes=run.notes, requests=run.requests, usefulness=run.usefulness)
     table = ("".join(f"{_request_title(r)}\n\n{format_table(r['metrics'])}\n\n" for r in run.requests)
              + format_table(run.metrics) + "\n\n" + "\n".join(f"- {n}" for n in run.notes) + "\n")
 
@@ -363,11 +377,13 @@ def write_run(run: RunResult, experiment: Experiment) -> None:
     runfolder.write_run_folder(run.out_dir, experiment.overwrite, metrics, files)
 
 
-def show(run: RunResult, title: str, console: Console | None = None) -> None:
-    console = console or Console(width=200)
+def show(run: RunResult, title: str, console: Console | None = None, wide: bool = False) -> None:
+    """The comparison table(s) and notes, fitted to the terminal (``wide``: every column)."""
+    console = console or Console()
     for request in run.requests[:-1]:
-        print_table(request["metrics"], f"{title} — {_request_title(request)}", console)
-    print_table(run.metrics, f"{title} — {_request_title(run.requests[-1])}" if run.requests else title, console)
+        print_table(request["metrics"], f"{title} — {_request_title(request)}", console, wide)
+    print_table(run.metrics, f"{title} — {_request_title(run.requests[-1])}" if run.requests else title, console,
+                wide)
     for note in run.notes:
         console.print(f"[dim]• {note}[/dim]")
     if run.out_dir is not None:

@@ -56,6 +56,8 @@ class RunMetrics:
     notes: list[str]
     requests: list[dict[str, Any]] = field(default_factory=list)
     """Sequential requests only: per request, its sizes and every model's metrics."""
+    usefulness: dict[str, Any] = field(default_factory=dict)
+    """Did each method do anything, did it over-forget, could the audit tell (:mod:`miunlearn.audit.usefulness`)."""
     schema_version: int = SCHEMA_VERSION
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -118,13 +118,34 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     not_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if not_finite:
         raise MiunlearnError(f"{path} holds NaN or infinite weights (in {', '.join(not_finite[:3])})")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+    problem = mismatch(model, state)
+    if problem:
         name = spec.get("model", type(model).__name__)
-        raise MiunlearnError(f"{path} does not fit model {name!r}: {first}") from None
+        raise MiunlearnError(f"{path} does not fit model {name!r}: {problem}")
+    model.load_state_dict(state)
     return model
+
+
+SHOWN = 5
+"""How many missing, unexpected or mis-shaped keys a mismatch error lists."""
+
+
+def mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
+    """What keeps ``state`` from loading into ``model``: missing and unexpected keys and differing shapes,
+    the first :data:`SHOWN` of each with their shapes; ``None`` if it fits."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    parts = []
+    for label, keys, describe in (
+            ("missing from the file", missing, lambda k: f"{k} {tuple(own[k].shape)}"),
+            ("unexpected in the file", unexpected, lambda k: f"{k} {tuple(state[k].shape)}"),
+            ("different shapes", shapes, lambda k: f"{k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}")):
+        if keys:
+            more = f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
+            parts.append(f"{len(keys)} {label}: " + ", ".join(describe(k) for k in keys[:SHOWN]) + more)
+    return "; ".join(parts) or None
 
 
 def _describe(spec: dict) -> str:

@@ -25,6 +25,7 @@ from miunlearn import runfolder  # noqa: E402
 from miunlearn.audit.attack_metrics import tpr_key  # noqa: E402
 from miunlearn.audit.strong import strongest_attack  # noqa: E402
 from miunlearn.io import atomic_write  # noqa: E402
+from miunlearn.reporting.colours import model_colours, model_markers  # noqa: E402
 from miunlearn.reporting.table import COLUMNS  # noqa: E402
 
 #: Keys of a per-epoch log that are bookkeeping, not loss terms.
@@ -104,13 +105,14 @@ def _png(fig: plt.Figure) -> bytes:
     return buf.getvalue()
 
 
-def plot_reference_roc(audit: dict) -> bytes:
+def plot_reference_roc(audit: dict, colours: dict[str, str]) -> bytes:
     attacks = list(audit["attacks"])
-    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.4 * len(attacks), 4), squeeze=False, layout="constrained")
     for ax, attack in zip(axes[0], attacks):
         for model, r in audit["attacks"][attack].items():
             fpr, tpr = np.asarray(r["roc"]["fpr"]), np.asarray(r["roc"]["tpr"])
-            ax.plot(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), label=f"{model} ({r['auc']:.3f})")
+            ax.plot(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), label=f"{model} ({r['auc']:.3f})",
+                    color=colours.get(model))
         ax.plot([1e-4, 1], [1e-4, 1], "k:", lw=1, label="chance")
         ax.set(xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="FPR (D_audit)", ylabel="TPR (D_f)",
                title=attack)
@@ -118,8 +120,10 @@ def plot_reference_roc(audit: dict) -> bytes:
     return _png(fig)
 
 
-def plot_score_histograms(scores: dict[str, np.ndarray], attack: str, models: list[str]) -> bytes:
-    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.3), squeeze=False, sharey=True)
+def plot_score_histograms(scores: dict[str, np.ndarray], attack: str, models: list[str],
+                          colours: dict[str, str]) -> bytes:
+    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.3), squeeze=False, sharey=True,
+                             layout="constrained")
     values = np.concatenate([scores[f"{attack}/{m}/{part}"] for m in models for part in ("forget", "audit")])
     finite = values[np.isfinite(values)]
     lo, hi = np.percentile(finite, [1, 99]) if len(finite) else (0.0, 1.0)
@@ -128,43 +132,73 @@ def plot_score_histograms(scores: dict[str, np.ndarray], attack: str, models: li
         for part, label in (("audit", "D_audit (never seen)"), ("forget", "D_f (forget)")):
             ax.hist(np.clip(scores[f"{attack}/{model}/{part}"], bins[0], bins[-1]), bins=bins, alpha=0.55,
                     density=True, label=label)
-        ax.set(title=model, xlabel=f"{attack} score")
+        ax.set(xlabel=f"{attack} score")
+        ax.set_title(model, color=colours.get(model), fontweight="bold")
     axes[0][0].set_ylabel("density")
     axes[0][0].legend(fontsize=8)
     return _png(fig)
 
 
-def plot_loss_terms(records: dict[str, dict]) -> bytes | None:
+#: per-epoch log keys -> the panel they are drawn in (first match); everything else is a loss term
+PANELS = (("member_prob", "membership probability (stopping rule)"), ("tolerance", "membership probability "
+          "(stopping rule)"), ("kl_full", "KL of s, D_f vs D_ref (stopping rule)"),
+          ("kl_threshold", "KL of s, D_f vs D_ref (stopping rule)"))
+LOSS_PANEL = "loss terms (mean over the epoch's steps)"
+
+
+def _panel(key: str) -> str:
+    return next((title for pattern, title in PANELS if pattern in key), LOSS_PANEL)
+
+
+def plot_loss_terms(records: dict[str, dict], colours: dict[str, str]) -> bytes | None:
+    """One row per method; its per-epoch series split into panels by what they measure, each labelled."""
     logged = {m: r["history"] for m, r in records.items()
               if m != "original" and isinstance(r, dict) and r.get("history")}
     if not logged:
         return None
-    fig, axes = plt.subplots(1, len(logged), figsize=(4.6 * len(logged), 3.4), squeeze=False)
-    for ax, (method, history) in zip(axes[0], logged.items()):
+    grouped: dict[str, dict[str, list[str]]] = {}
+    for method, history in logged.items():
         keys = [k for k in history[0] if k not in NOT_LOSS_TERMS and isinstance(history[0][k], (int, float))
                 and not isinstance(history[0][k], bool)]
-        x = [row.get("epoch", i + 1) for i, row in enumerate(history)]
+        panels: dict[str, list[str]] = {}
         for key in keys:
-            ax.plot(x, [row.get(key, np.nan) for row in history], marker="o", ms=3, label=key)
-        ax.set(title=f"{method}: per-epoch terms", xlabel="epoch")
-        ax.legend(fontsize=7)
+            panels.setdefault(_panel(key), []).append(key)
+        grouped[method] = panels
+    columns = max(len(p) for p in grouped.values())
+    fig, axes = plt.subplots(len(grouped), columns, figsize=(4.8 * columns, 3.2 * len(grouped)), squeeze=False,
+                             layout="constrained")
+    for row, (method, panels) in zip(axes, grouped.items()):
+        history = logged[method]
+        x = [entry.get("epoch", i + 1) for i, entry in enumerate(history)]
+        for ax, (title, keys) in zip(row, panels.items()):
+            for key in keys:
+                dashed = "threshold" in key or "tolerance" in key
+                ax.plot(x, [entry.get(key, np.nan) for entry in history], ls="--" if dashed else "-",
+                        marker=None if dashed else "o", ms=3, label=key)
+            ax.set_xlabel("epoch")
+            ax.set_title(f"{method}: {title}", fontsize=9, color=colours.get(method))
+            ax.legend(fontsize=7)
+        for ax in row[len(panels):]:
+            ax.axis("off")
     return _png(fig)
 
 
-def plot_tradeoff(points: dict[str, dict[str, float]], privacy_label: str) -> bytes:
-    """Test accuracy and seconds against the privacy metric, one point per model."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+def plot_tradeoff(points: dict[str, dict[str, float]], privacy_label: str, colours: dict[str, str]) -> bytes:
+    """Test accuracy and seconds against the privacy metric, one point per model, named in a shared legend
+    (labels beside the points overlapped when methods land close together)."""
+    markers = model_markers(list(points))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for model, p in points.items():
-        axes[0].scatter(p["privacy"], p["test_acc"] * 100)
-        axes[0].annotate(model, (p["privacy"], p["test_acc"] * 100), fontsize=8, xytext=(4, 4),
-                         textcoords="offset points")
+        style = {"color": colours.get(model), "marker": markers[model], "s": 60, "edgecolors": "black",
+                 "linewidths": 0.5}
+        axes[0].scatter(p["privacy"], p["test_acc"] * 100, label=model, **style)
         if p.get("seconds"):
-            axes[1].scatter(p["privacy"], p["seconds"])
-            axes[1].annotate(model, (p["privacy"], p["seconds"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+            axes[1].scatter(p["privacy"], p["seconds"], **style)
     axes[0].set(xlabel=privacy_label, ylabel="test accuracy %", title="accuracy vs privacy")
     axes[1].set(xlabel=privacy_label, ylabel="seconds (log)", yscale="log", title="time vs privacy")
     for ax in axes:
         ax.axvline(0.5, color="k", ls=":", lw=1)
+    fig.legend(loc="outside right upper", fontsize=8, title="model")
     return _png(fig)
 
 
@@ -195,6 +229,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> tuple[Pa
 
     info = metrics.get("dataset", {})
     title = f"miunlearn report: {run_dir.name}"
+    colours = model_colours(list(metrics["models"]))
     sections: list[tuple[str, str, str]] = []  # (heading, html, markdown)
     figures: list[tuple[str, bytes, str]] = []  # (heading, png, caption)
 
@@ -225,42 +260,97 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> tuple[Pa
                              ("challenge", "NeurIPS 2023 unlearning-challenge score")):
             if audit.get(key):
                 sections.append(_extra_section(heading, audit[key]))
-        figures.append(("ROC of the reference-model attacks (log scale)", plot_reference_roc(audit),
+        figures.append(("ROC of the reference-model attacks (log scale)", plot_reference_roc(audit, colours),
                         "one panel per attack, one line per model (AUC in the legend); dotted: chance"))
         attack = strongest_attack(audit["attacks"])
         models = list(audit["attacks"][attack])
         if all(f"{attack}/{m}/forget" in scores for m in models):
-            figures.append((f"Per-sample {attack} score: D_f vs D_audit", plot_score_histograms(scores, attack, models),
+            figures.append((f"Per-sample {attack} score: D_f vs D_audit",
+                            plot_score_histograms(scores, attack, models, colours),
                             "before (original), after (each method) and retrain; overlapping histograms mean "
                             "the attack cannot tell the forgotten samples from never-seen ones"))
         privacy_label = f"AUC {attack} (D_f vs D_audit)"
         privacy = {m: r["auc"] for m, r in audit["attacks"][attack].items()}
-    loss_png = plot_loss_terms(metrics.get("records", {}))
+    loss_png = plot_loss_terms(metrics.get("records", {}), colours)
     if loss_png:
         figures.append(("Per-epoch loss terms of each method", loss_png, "from the unlearning records in metrics.json"))
     points = {m: {"privacy": privacy[m], "test_acc": v["test_acc"], "seconds": v.get("seconds")}
               for m, v in metrics["models"].items() if privacy.get(m) is not None}
     if points:
-        figures.append(("Trade-off across methods", plot_tradeoff(points, privacy_label),
+        figures.append(("Trade-off across methods", plot_tradeoff(points, privacy_label, colours),
                         "a good method sits near retrain: high accuracy, AUC near retrain's, few seconds"))
 
     html_path = Path(out) if out else run_dir / "report.html"
     md_path = html_path.with_suffix(".md")
-    subtitle = (f"dataset {info.get('name', '?')}, sizes {metrics.get('sizes', {})}")
-    body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content, _ in sections)
+    subtitle = f"dataset {info.get('name', '?')}"
+    verdict_lines = summary(metrics, audit)
+    size_headers, size_rows = sizes_rows(metrics.get("sizes", {}))
+    sections.insert(0, ("Data roles", _html_table(size_headers, size_rows), _md_table(size_headers, size_rows)))
+    verdict_html = (f"<section id=\"verdict\"><h2>Verdict</h2>{_list_html(verdict_lines)}</section>")
+    body = verdict_html + "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content, _ in sections)
     body += "".join(f"<figure><h2>{html.escape(h)}</h2><img alt=\"{html.escape(h)}\" "
                     f"src=\"data:image/png;base64,{base64.b64encode(png).decode()}\"><figcaption>{html.escape(c)}"
                     "</figcaption></figure>" for h, png, c in figures)
     document = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
                 f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p>"
                 f"{body}</body></html>\n")
-    markdown = f"# {title}\n\n{subtitle}\n\n" + "\n\n".join(f"## {h}\n\n{md}" for h, _, md in sections)
+    markdown = (f"# {title}\n\n{subtitle}\n\n## Verdict\n\n" + "\n".join(f"- {line}" for line in verdict_lines)
+                + "\n\n" + "\n\n".join(f"## {h}\n\n{md}" for h, _, md in sections))
     markdown += "\n\nFigures: see " + html_path.name + "\n"
     with atomic_write(html_path) as fh:
         fh.write(document)
     with atomic_write(md_path) as fh:
         fh.write(markdown)
     return html_path, md_path
+
+
+ROLE_NAMES = {"train": "D_train: the target's training set (members)", "forget": "D_f: forgotten (part of D_train)",
+              "retain": "D_r: retained (D_train minus D_f)", "ref": "D_ref: never-seen rows the unlearner may use",
+              "shadow": "D_shadow: the approximator's shadow models only",
+              "audit": "D_audit: never-seen rows only the audit sees", "test": "D_test: accuracy"}
+
+
+def sizes_rows(sizes: dict[str, int]) -> tuple[list[str], list[list[str]]]:
+    """The data roles and their sizes, as a table."""
+    return ["role", "samples"], [[ROLE_NAMES.get(role, role), f"{n:,}"] for role, n in sizes.items()]
+
+
+def summary(metrics: dict, audit: dict | None) -> list[str]:
+    """The verdict a reader needs first: per method, did it forget like retraining, and any usefulness flag."""
+    models = metrics["models"]
+    usefulness = metrics.get("usefulness") or {}
+    flags = {name: [f for f in findings if f["flagged"]] for name, findings in usefulness.get("methods", {}).items()}
+    strong = {}
+    if audit and audit.get("attacks"):
+        attack = strongest_attack(audit["attacks"])
+        strong = {m: (attack, d) for m, d in audit.get("comparison", {}).get(attack, {}).items()}
+    base = models.get("retrain")
+    lines = []
+    for name, m in models.items():
+        if name in ("original", "retrain"):
+            continue
+        parts = []
+        if base:
+            parts.append(f"forget accuracy {100 * m['forget_acc']:.1f}% (retrain {100 * base['forget_acc']:.1f}%), "
+                         f"test {100 * m['test_acc']:.1f}% (retrain {100 * base['test_acc']:.1f}%)")
+            if "avg_gap" in m:
+                parts.append(f"average gap to retrain {m['avg_gap']:.2f} points")
+        else:
+            parts.append(f"forget accuracy {100 * m['forget_acc']:.1f}%, test {100 * m['test_acc']:.1f}%")
+        problems = [f["check"].replace("-", " ") for f in flags.get(name, [])]
+        if name in strong and "distinguishable" in strong[name][1]:
+            attack, diff = strong[name]
+            if diff["distinguishable"]:
+                problems.append(f"distinguishable from retraining ({attack})")
+            else:
+                parts.append(f"{attack} cannot tell it from retraining")
+        verdict = ", ".join(problems).upper() if problems else "no problem found"
+        lines.append(f"{name} — {verdict}: " + "; ".join(parts))
+    lines += [f"{name}: {f['message']}" for name, found in flags.items() for f in found]
+    power = usefulness.get("power")
+    if power and power["flagged"]:
+        lines.append(power["message"])
+    return lines or ["no unlearning method in this run"]
 
 
 def _list_html(items: list[str]) -> str:
@@ -277,7 +367,9 @@ def _extra_section(heading: str, by_model: dict) -> tuple[str, str, str]:
 
 
 STYLE = """
-body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;color:#222}
+h1{margin:.3em 0;font-size:1.6em}#verdict{background:#f3f6fb;border:1px solid #c9d6ea;border-radius:6px;
+padding:.2em 1em;font-size:14px}#verdict h2{margin:.4em 0}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th:first-child,td:first-child,td:nth-child(2){text-align:left}

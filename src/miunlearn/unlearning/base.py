@@ -86,6 +86,18 @@ def build_method(name: str, config: Any = None) -> UnlearningMethod:
     return METHODS.get(name)(config)
 
 
+def _as_model_input(data: TensorData | None) -> TensorData | None:
+    """Data as models take it: float64 features (scikit-learn's default) to float32, any integer labels to int64."""
+    if data is None:
+        return None
+    x, y = torch.as_tensor(data.x), torch.as_tensor(data.y)
+    if x.dtype == torch.float64:
+        x = x.float()
+    if y.dtype != torch.long and not y.is_floating_point():
+        y = y.long()
+    return data if x is data.x and y is data.y else TensorData(x, y)
+
+
 def unlearn(model: nn.Module, forget: TensorData, retain: TensorData | None = None, method: str = "remi",
             config: Any = None, *, reference: TensorData | None = None,
             approximator: PrivacyApproximator | None = None, recipe: TrainConfig | None = None,
@@ -97,6 +109,7 @@ def unlearn(model: nn.Module, forget: TensorData, retain: TensorData | None = No
     counts (``samples_trained``/``samples_inferred``), which need no cooperation from the method.
     """
     algorithm = build_method(method, config)
+    forget, retain, reference = (_as_model_input(part) for part in (forget, retain, reference))
     request = UnlearningRequest(forget, retain, reference, approximator, recipe or TrainConfig(), seed)
     if len(forget) == 0:
         raise MiunlearnError("the forget set is empty")

@@ -1,0 +1,44 @@
+"""Settings of ``miunlearn forget``: fixed ones (chosen when the state folder is created) and per request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from miunlearn.config import ApproximatorConfig, TrainConfig
+
+
+@dataclass
+class HeldOutConfig:
+    """How the user's held-out rows (never trained on) are divided, when one file gives them all.
+
+    Counts are row counts; ``None`` takes the default share (reference 30%, shadow 40%, audit 30%). The
+    training data is never split: every held-out role comes from held-out rows only."""
+
+    reference: int | None = None
+    """Rows ReMI may use as "never seen" reference data (D_ref)."""
+    shadow: int | None = None
+    """Rows the approximator's shadow models train and test on (D_shadow)."""
+    audit: int | None = None
+    """Rows only the audit sees, as its non-members (D_audit); never given to the unlearner."""
+    seed: int = 0
+
+
+@dataclass
+class DeploymentConfig:
+    """``miunlearn forget`` settings (``section.key=value`` on the command line)."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The recipe for the shadow models and ``--retrain``: set it to how the deployed model was trained
+    (epochs, optimizer, lr...), as near as you know it. Fixed when the state folder is created."""
+    approximator: ApproximatorConfig = field(default_factory=ApproximatorConfig)
+    """The privacy approximator, fitted once when the state folder is created."""
+    held_out: HeldOutConfig = field(default_factory=HeldOutConfig)
+    """Fixed when the state folder is created."""
+    unlearn: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-method hyper-parameters for this request, e.g. ``unlearn.remi.epochs=60``."""
+    seed: int = 0
+    """Seed of the shadow models; each request's seed is this plus its number."""
+
+    #: sections that the state folder fixes at creation; a later request may not change them
+    FIXED = ("train", "approximator", "held_out", "seed")
