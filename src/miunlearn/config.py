@@ -124,6 +124,9 @@ class UnlearnConfig:
     methods: list[str] = field(default_factory=lambda: ["remi", "retrain"])
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-method hyper-parameters, e.g. ``unlearn.params.remi.alpha=2``."""
+    preset: str | None = None
+    """A YAML file of tuned hyper-parameters (``benchmarks/presets/*.yaml``): its ``unlearn.params`` fill in
+    every method's settings that ``params`` does not set itself. Resolved on loading (then None)."""
 
 
 @dataclass
@@ -288,7 +291,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise MiunlearnError(f"config file {str(path)!r} must hold a mapping of sections (data:, train:, ...), "
                                  f"not a {type(data).__name__}")
     data = merge(data, parse_overrides(overrides or []))
-    return resolve_forget(resolve_seeds(from_dict(RunConfig, data), data))
+    config = resolve_forget(resolve_seeds(from_dict(RunConfig, data), data))
+    if config.unlearn.preset:
+        # Resolved: the preset's values now stand in params, so a saved config needs no preset file.
+        config.unlearn.params = merge(preset_params(config.unlearn.preset), config.unlearn.params)
+        config.unlearn.preset = None
+    return config
+
+
+def preset_params(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The ``unlearn.params`` of a preset file (tuned settings written by ``benchmarks/leaderboard.py``)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MiunlearnError(f"unlearn.preset file {str(path)!r} does not exist (presets: benchmarks/presets/*.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise MiunlearnError(f"unlearn.preset file {str(path)!r} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        raise MiunlearnError(f"unlearn.preset file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from None
+    params = (data.get("unlearn") or {}).get("params") if isinstance(data, dict) else None
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        raise MiunlearnError(f"unlearn.preset file {str(path)!r} has no unlearn.params mapping of method -> settings")
+    return params
 
 
 def resolve_seeds(config: RunConfig, given: dict[str, Any]) -> RunConfig:

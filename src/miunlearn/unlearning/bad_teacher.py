@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,10 @@ from miunlearn.training import batches, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
 from miunlearn.unlearning.common import check_ranges, logits_of, start, step
 from miunlearn.unlearning.retrain import reinitialise
+from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -69,3 +74,9 @@ class BadTeacher(UnlearningMethod):
                 losses.append(step(optimizer, loss))
             history.append({"epoch": epoch + 1, "kl": sum(losses) / len(losses)})
         return history, f"epoch budget ({c.epochs}) reached"
+
+
+@SEARCH_SPACES.register("bad-teacher")
+def _bad_teacher_space(trial: optuna.Trial) -> dict[str, Any]:
+    return suggest_lr_epochs(trial, (1e-5, 1e-2), (1, 5)) | {
+        "retain_fraction": trial.suggest_float("retain_fraction", 0.1, 1.0)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,10 @@ from torch import nn
 from miunlearn.training import batches, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
 from miunlearn.unlearning.common import check_ranges, logits_of, start, step
+from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -68,3 +73,9 @@ class BoundaryShrink(UnlearningMethod):
             history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses),
                             "relabelled_fraction": moved / len(forget)})
         return history, f"epoch budget ({c.epochs}) reached"
+
+
+@SEARCH_SPACES.register("boundary-shrink")
+def _boundary_shrink_space(trial: optuna.Trial) -> dict[str, Any]:
+    return suggest_lr_epochs(trial, (1e-6, 1e-2), (1, 10)) | {
+        "bound": trial.suggest_float("bound", 0.01, 1.0, log=True)}

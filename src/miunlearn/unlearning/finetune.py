@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,10 @@ from torch import nn
 from miunlearn.training import OPTIMIZERS, batches, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
 from miunlearn.unlearning.common import check_ranges, logits_of, start, step
+from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -54,3 +59,8 @@ class Finetune(UnlearningMethod):
                 steps += 1
             history.append({"epoch": epoch + 1, "loss": total / steps})
         return history, f"epoch budget ({c.epochs}) reached"
+
+
+@SEARCH_SPACES.register("finetune")
+def _finetune_space(trial: optuna.Trial) -> dict[str, Any]:
+    return suggest_lr_epochs(trial, (1e-3, 0.1), (1, 10))

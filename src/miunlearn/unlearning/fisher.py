@@ -10,6 +10,7 @@ sample and class, which is the same sum and the bulk of this method's cost.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,10 @@ from miunlearn.data import TensorData
 from miunlearn.training import progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
 from miunlearn.unlearning.common import check_ranges, class_count, start
+from miunlearn.unlearning.search_space import SEARCH_SPACES
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -104,3 +109,8 @@ def _classifier_parameters(model: nn.Module, num_classes: int) -> set[str]:
         return set()
     prefix = linears[-1][0]
     return {f"{prefix}.{n}" if prefix else n for n, _ in linears[-1][1].named_parameters()}
+
+
+@SEARCH_SPACES.register("fisher")
+def _fisher_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {"alpha": trial.suggest_float("alpha", 1e-9, 1e-4, log=True)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch.nn.functional as F
 from torch import nn
@@ -10,6 +11,10 @@ from torch import nn
 from miunlearn.training import OPTIMIZERS, batches, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
 from miunlearn.unlearning.common import check_ranges, logits_of, start, step
+from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -47,3 +52,8 @@ class GradientAscent(UnlearningMethod):
                       for idx in batches(len(forget), c.batch_size, generator, device)]
             history.append({"epoch": epoch + 1, "forget_ce": sum(losses) / len(losses)})
         return history, f"epoch budget ({c.epochs}) reached"
+
+
+@SEARCH_SPACES.register("gradient-ascent")
+def _gradient_ascent_space(trial: optuna.Trial) -> dict[str, Any]:
+    return suggest_lr_epochs(trial, (1e-5, 1e-2), (1, 5))

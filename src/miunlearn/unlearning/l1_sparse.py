@@ -7,6 +7,7 @@ the epochs, as in the reference code, so the last epoch recovers accuracy unpena
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -14,6 +15,10 @@ from torch import nn
 from miunlearn.unlearning.base import METHODS
 from miunlearn.unlearning.common import check_ranges
 from miunlearn.unlearning.finetune import Finetune, FinetuneConfig
+from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -35,3 +40,9 @@ class L1Sparse(Finetune):
     def penalty(self, model: nn.Module, epoch: int) -> torch.Tensor | None:
         weight = self.config.alpha * (1 - epoch / self.config.epochs)
         return weight * sum(p.abs().sum() for p in model.parameters())
+
+
+@SEARCH_SPACES.register("l1-sparse")
+def _l1_sparse_space(trial: optuna.Trial) -> dict[str, Any]:
+    return suggest_lr_epochs(trial, (1e-3, 0.1), (1, 10)) | {
+        "alpha": trial.suggest_float("alpha", 1e-6, 1e-2, log=True)}

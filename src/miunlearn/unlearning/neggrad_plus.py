@@ -8,6 +8,7 @@ one pass over D_r per epoch, each retain batch paired with a forget batch drawn 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,10 @@ from torch import nn
 from miunlearn.training import OPTIMIZERS, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
 from miunlearn.unlearning.common import check_ranges, logits_of, paired_batches, start, step
+from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -58,3 +63,9 @@ class NegGradPlus(UnlearningMethod):
                 steps += 1
             history.append({"epoch": epoch + 1, "loss": total / steps})
         return history, f"epoch budget ({c.epochs}) reached"
+
+
+@SEARCH_SPACES.register("neggrad-plus")
+def _neggrad_plus_space(trial: optuna.Trial) -> dict[str, Any]:
+    return suggest_lr_epochs(trial, (1e-3, 0.1), (1, 5)) | {
+        "alpha": trial.suggest_float("alpha", 0.5, 0.9999)}

@@ -4,6 +4,7 @@ labels together with D_r, so D_f's memorised labels are overwritten while D_r ke
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,10 @@ from miunlearn.data import TensorData
 from miunlearn.training import batches, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
 from miunlearn.unlearning.common import check_ranges, class_count, logits_of, random_wrong_labels, start
+from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -71,3 +76,8 @@ class RandomLabel(UnlearningMethod):
                 steps += 1
             history.append({"epoch": epoch + 1, "loss": total / steps})
         return history, f"epoch budget ({c.epochs}) reached"
+
+
+@SEARCH_SPACES.register("random-label")
+def _random_label_space(trial: optuna.Trial) -> dict[str, Any]:
+    return suggest_lr_epochs(trial, (1e-3, 0.1), (1, 5))

@@ -494,3 +494,16 @@ class ReMI(UnlearningMethod):
         loss.backward()
         optimizer.step()
         return {key: float(value.detach()) for key, (_, value) in terms.items()}
+
+
+# ReMI's Optuna search space (kept at the end, apart from the method, which is rewritten independently).
+from typing import Any  # noqa: E402
+
+from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs  # noqa: E402
+
+
+@SEARCH_SPACES.register("remi")
+def _remi_space(trial: Any) -> dict[str, Any]:
+    """ReMI's step size and pass budget, and the weights of its leakage, KL and drift terms."""
+    return suggest_lr_epochs(trial, (1e-4, 3e-3), (2, 30)) | {
+        key: trial.suggest_float(key, 0.1, 10.0, log=True) for key in ("alpha", "beta", "gamma")}

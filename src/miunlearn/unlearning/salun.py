@@ -8,6 +8,7 @@ were: masked-out weights get no gradient, no weight decay and therefore no momen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,10 @@ from miunlearn.training import batches
 from miunlearn.unlearning.base import METHODS, UnlearningRequest
 from miunlearn.unlearning.common import check_ranges, logits_of
 from miunlearn.unlearning.random_label import RandomLabel, RandomLabelConfig
+from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -49,3 +54,9 @@ class SalUn(RandomLabel):
         keep = max(1, round(self.config.mask_fraction * flat.numel()))
         threshold = torch.topk(flat, keep, sorted=False).values.min()
         return [(s >= threshold).to(s.dtype) for s in saliency]
+
+
+@SEARCH_SPACES.register("salun")
+def _salun_space(trial: optuna.Trial) -> dict[str, Any]:
+    return suggest_lr_epochs(trial, (1e-3, 0.1), (1, 5)) | {
+        "mask_fraction": trial.suggest_float("mask_fraction", 0.1, 0.9)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,10 @@ from miunlearn.errors import MiunlearnError
 from miunlearn.training import OPTIMIZERS, batches, progress
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
 from miunlearn.unlearning.common import check_ranges, logits_of, start, step
+from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -89,3 +94,9 @@ class Scrub(UnlearningMethod):
         with torch.no_grad():
             target = logits_of(teacher, x, request)
         return distill_kl(logits_of(model, x, request), target, self.config.temperature)
+
+
+@SEARCH_SPACES.register("scrub")
+def _scrub_space(trial: optuna.Trial) -> dict[str, Any]:
+    space = suggest_lr_epochs(trial, (1e-4, 1e-2), (1, 6))
+    return space | {"max_epochs": trial.suggest_int("max_epochs", 0, space["epochs"])}

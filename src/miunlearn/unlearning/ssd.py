@@ -9,6 +9,7 @@ far more important to D_f than to the whole training set D = D_r ∪ D_f are shr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,10 @@ from miunlearn.data import TensorData
 from miunlearn.training import batches
 from miunlearn.unlearning.base import METHODS, UnlearningMethod, UnlearningRequest
 from miunlearn.unlearning.common import check_ranges, logits_of, start
+from miunlearn.unlearning.search_space import SEARCH_SPACES
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -79,3 +84,9 @@ class Ssd(UnlearningMethod):
             reason += (f" (selection_weighting {c.selection_weighting:g} >= |D|/|D_f| = "
                        f"{len(whole) / len(forget):.3g}: no weight can be selected; lower it)")
         return [{"dampened_fraction": dampened / total}], reason
+
+
+@SEARCH_SPACES.register("ssd")
+def _ssd_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {"selection_weighting": trial.suggest_float("selection_weighting", 1.0, 100.0, log=True),
+            "dampening_constant": trial.suggest_float("dampening_constant", 0.05, 1.0)}

@@ -1,0 +1,1002 @@
+"""The leaderboard: every method, tuned the same way, against independent retrains, on targets that leak.
+
+    OMP_NUM_THREADS=1 python benchmarks/leaderboard.py                       # everything (resumable)
+    OMP_NUM_THREADS=1 python benchmarks/leaderboard.py --quick               # minutes-long smoke version
+    python benchmarks/leaderboard.py --settings location_mlp --methods remi,finetune --scenarios random10
+    python benchmarks/leaderboard.py --report                                # tables + plot from the results
+
+Protocol, per setting (dataset + architecture + recipe, one fixed role split):
+- one approximator (ReMI's shadow models) and ``--references`` reference models for LiRA/RMIA, cached and
+  shared by every method, scenario and seed of the setting (they depend on the split, not the request);
+- per scenario (random 10%, one class, 1% of D_train) a *calibration request* of the same kind and size,
+  disjoint from every evaluated request, with its own retrain: every method except retraining is tuned on
+  it with ``--trials`` Optuna TPE trials (:mod:`miunlearn.tuning`; the objective is documented there),
+  and the chosen settings are saved as ``<presets>/<setting>-<scenario>.yaml`` (``unlearn.preset=FILE``);
+- per seed (target initialisation, request, method seed) the target, ``--retrains`` independent retrains
+  (the gold standard and the noise floor) and every method with its tuned settings; metrics against the
+  mean of the retrains; LiRA/RMIA (online/offline) AUC and TPR at 1% FPR; U-LiRA for ReMI and the three
+  baselines closest to retraining (on the first ``--ulira-seeds`` seeds); a verdict per method over every
+  reference attack, AUC and TPR at 1% FPR alike, with a Holm correction for trying several.
+
+Outputs (``--out``, default benchmarks/results): ``leaderboard.json`` (one row per setting, scenario,
+method, seed, exactly :data:`ROW_KEYS`; rewritten atomically after every row, so a killed run resumes
+where it stopped) and ``leaderboard_cells.json`` (per cell: the noise floor in full, the original's leak,
+per-example |Δs|, verdicts). Trained models and tuning trials are cached under ``--cache``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from rich.console import Console
+from scipy.stats import rankdata
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from remi_vs_retrain import machine  # noqa: E402
+
+from miunlearn.audit import REFERENCE_ATTACKS, EvaluationSets, ModelOutputs, ReferenceInputs, evaluate_outputs  # noqa: E402
+from miunlearn.audit.lira import lira_online  # noqa: E402
+from miunlearn.audit.metrics import average_gap  # noqa: E402
+from miunlearn.audit.reference_attacks import lira_statistic  # noqa: E402
+from miunlearn.audit.reference_models import prepare_reference_models  # noqa: E402
+from miunlearn.config import RunConfig, load_config  # noqa: E402
+from miunlearn.data import Dataset, TensorData, load_dataset, prepare_splits  # noqa: E402
+from miunlearn.errors import MiunlearnError  # noqa: E402
+from miunlearn.guidance import fit_approximator, train_shadows  # noqa: E402
+from miunlearn.guidance.shadows import shadow_store  # noqa: E402
+from miunlearn.io import atomic_write, write_json  # noqa: E402
+from miunlearn.models import build_model, load_weights, save_weights  # noqa: E402
+from miunlearn.registry import Registry  # noqa: E402
+from miunlearn.training import predict_logits, resolve_device, train_model  # noqa: E402
+from miunlearn.training.executors import ModelSpec, build_executor  # noqa: E402
+from miunlearn.tuning import CalibrationTask, calibration_metrics, method_fingerprint, tune  # noqa: E402
+from miunlearn.unlearning import METHODS, unlearn  # noqa: E402
+from miunlearn.unlearning.search_space import SEARCH_SPACES  # noqa: E402
+
+ROW_KEYS = ("setting", "scenario", "method", "seed", "forget_acc", "retain_acc", "test_acc", "mia_efficacy",
+            "avg_gap", "floor_avg_gap", "strong_auc", "strong_tpr_1pct", "floor_strong_auc", "ulira_auc",
+            "seconds", "retrain_seconds", "speedup", "work_ratio", "peak_mib", "params")
+STRONG_ATTACKS = ("lira-online", "lira-offline", "rmia-online", "rmia-offline")
+POPULATION_ATTACKS = ["loss", "mia-efficacy"]
+INFERENCE_COST = 1 / 3
+"""An inferred sample's cost in trained samples (one forward pass against forward + backward), as in scaling.py."""
+LEAK_AUC = 0.65
+HOLM_ALPHA = 0.05
+BOOTSTRAP = 200
+ULIRA_BASELINES = 3
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A target set-up: the dataset's folder under the datasets directory and the run-config overrides."""
+
+    folder: str
+    overrides: tuple[str, ...]
+    quick: tuple[str, ...] = ()
+    """Added by ``--quick``: a smaller pool and fewer epochs (it still leaks, less)."""
+
+
+SETTINGS: Registry[Setting] = Registry("leaderboard setting")
+_IMAGE_POOL = ("data.subset=5000", "data.test_subset=2000")  # 2k D_train, 500 D_ref, 1.5k D_shadow, 1k D_audit
+_NO_AUGMENT = ("train.augment=false", "train.progress=false", "train.batch_size=64", "train.lr=0.05")
+SETTINGS.register("location_mlp")(Setting(
+    "location", ("data.name=location", "model.name=mlp", "train.epochs=50", *_NO_AUGMENT),
+    ("train.epochs=15",)))
+SETTINGS.register("fashion_mnist_cnn")(Setting(
+    "fashion-mnist", ("data.name=fashion-mnist", "model.name=cnn", "train.epochs=30", *_IMAGE_POOL, *_NO_AUGMENT),
+    ("data.subset=1500", "data.test_subset=500", "train.epochs=5")))
+SETTINGS.register("cifar10_cnn")(Setting(
+    "cifar10", ("data.name=cifar10", "model.name=cnn", "train.epochs=40", *_IMAGE_POOL, *_NO_AUGMENT),
+    ("data.subset=1500", "data.test_subset=500", "train.epochs=5")))
+SETTINGS.register("fashion_mnist_mlp")(Setting(
+    "fashion-mnist", ("data.name=fashion-mnist", "model.name=mlp", "train.epochs=40", *_IMAGE_POOL, *_NO_AUGMENT),
+    ("data.subset=1500", "data.test_subset=500", "train.epochs=5")))
+SETTINGS.register("digits_mlp")(Setting(  # embedded data: what the tests and a first try run on
+    "", ("data.name=digits", "model.name=mlp", "train.epochs=40", *_NO_AUGMENT), ("train.epochs=10",)))
+# The GPU protocol (benchmarks/gpu_leaderboard.sh): the CIFAR-10 pool at full size, no augmentation.
+_GPU = ("data.name=cifar10", "data.subset=25000", "data.test_subset=5000", "train.augment=false",
+        "train.progress=false", "train.batch_size=256", "train.lr=0.1", "train.precision=bf16", "train.epochs=15")
+SETTINGS.register("cifar10_resnet18")(Setting("cifar10", ("model.name=resnet18", *_GPU)))
+SETTINGS.register("cifar10_vgg11_bn")(Setting("cifar10", ("model.name=vgg11_bn", *_GPU)))
+DEFAULT_SETTINGS = ("location_mlp", "fashion_mnist_cnn", "cifar10_cnn", "fashion_mnist_mlp")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A kind of deletion request: random samples (``fraction`` of D_train) or one whole class."""
+
+    fraction: float | None = None
+
+
+SCENARIOS: Registry[Scenario] = Registry("leaderboard scenario")
+SCENARIOS.register("random10")(Scenario(0.1))
+SCENARIOS.register("class")(Scenario(None))
+SCENARIOS.register("small1")(Scenario(0.01))
+
+
+def request_positions(scenario: Scenario, labels: np.ndarray, num_classes: int, seed: int | None) -> np.ndarray:
+    """Positions in D_train of a request; ``seed=None`` gives the calibration request.
+
+    Random kinds: the calibration request is the head of a fixed permutation of D_train and every evaluated
+    request is drawn from the rest, so they never overlap. Class kind: the calibration request is the last
+    class, the evaluated ones the classes ``seed mod (C - 1)``."""
+    if scenario.fraction is None:
+        cls = num_classes - 1 if seed is None else seed % (num_classes - 1)
+        return np.flatnonzero(labels == cls)
+    n = len(labels)
+    count = max(1, int(round(scenario.fraction * n)))
+    order = np.random.default_rng(0xCA11B).permutation(n)
+    calibration, rest = order[:count], order[count:]
+    if seed is None:
+        return np.sort(calibration)
+    return np.sort(np.random.default_rng(seed).choice(rest, size=count, replace=False))
+
+
+@dataclass
+class Options:
+    settings: list[str]
+    scenarios: list[str]
+    methods: list[str]
+    out: Path
+    cache: Path
+    presets: Path
+    data_dir: Path | None
+    seeds: int = 3
+    retrains: int = 2
+    trials: int = 8
+    references: int = 8
+    ulira_seeds: int = 1
+    quick: bool = False
+    executor: str = "local"
+    benchmarks_md: Path | None = None
+    budget_s: float | None = None
+    """Start no new tuning or cell after this many seconds (what is finished is kept; rerun to resume)."""
+    overrides: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+class Results:
+    """``leaderboard.json`` (rows) and ``leaderboard_cells.json`` (per cell), rewritten atomically per change."""
+
+    def __init__(self, out: Path) -> None:
+        self.rows_path, self.cells_path = out / "leaderboard.json", out / "leaderboard_cells.json"
+        self.rows: list[dict] = self._read(self.rows_path, [])
+        self.cells: dict[str, dict] = self._read(self.cells_path, {})
+
+    @staticmethod
+    def _read(path: Path, empty: Any) -> Any:
+        if not path.is_file():
+            return empty
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise MiunlearnError(f"{path} is not valid JSON; move it away to start afresh") from None
+
+    def row(self, setting: str, scenario: str, method: str, seed: int) -> dict | None:
+        return next((r for r in self.rows if (r["setting"], r["scenario"], r["method"], r["seed"])
+                     == (setting, scenario, method, seed)), None)
+
+    def put(self, row: dict) -> None:
+        assert tuple(row) == ROW_KEYS, f"row keys {tuple(row)} differ from {ROW_KEYS}"
+        self.rows = [r for r in self.rows if (r["setting"], r["scenario"], r["method"], r["seed"]) !=
+                     (row["setting"], row["scenario"], row["method"], row["seed"])] + [row]
+        write_json(self.rows_path, self.rows)
+
+    def put_cell(self, key: str, cell: dict) -> None:
+        self.cells[key] = cell
+        write_json(self.cells_path, self.cells)
+
+
+def cell_key(setting: str, scenario: str, seed: int) -> str:
+    return f"{setting}/{scenario}/{seed}"
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+
+def _hwm_mib() -> float | None:
+    status = Path("/proc/self/status")
+    match = re.search(r"VmHWM:\s+(\d+)", status.read_text()) if status.is_file() else None
+    return int(match.group(1)) / 1024 if match else None
+
+
+@contextmanager
+def peak_mib() -> Iterator[dict[str, float | None]]:
+    """The peak memory what runs inside adds to what was in use when it started (MiB): CUDA's allocations on a
+    GPU, else the process's resident memory, the kernel's high-water mark reset first (Linux); None where
+    neither can be measured."""
+    out: dict[str, float | None] = {"peak_mib": None}
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        yield out
+        out["peak_mib"] = (torch.cuda.max_memory_allocated() - before) / 2**20
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _hwm_mib()
+    except OSError:
+        before = None
+    yield out
+    after = _hwm_mib() if before is not None else None
+    out["peak_mib"] = after - before if after is not None and before is not None else None
+
+
+def work_of(record: Any) -> float:
+    return record.samples_trained + INFERENCE_COST * record.samples_inferred
+
+
+def auc_many(members: np.ndarray, non_members: np.ndarray) -> np.ndarray:
+    """Row-wise ROC AUC (ties count half) of (B, n1) member and (B, n0) non-member scores."""
+    n1, n0 = members.shape[1], non_members.shape[1]
+    ranks = rankdata(np.concatenate([members, non_members], 1), axis=1)
+    return (ranks[:, :n1].sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def tpr_many(members: np.ndarray, non_members: np.ndarray, fpr: float = 0.01) -> np.ndarray:
+    """Row-wise TPR at the threshold that lets at most ``fpr`` of the non-members through."""
+    threshold = np.quantile(non_members, 1 - fpr, axis=1, method="higher")
+    return (members > threshold[:, None]).mean(1)
+
+
+def paired_pvalue(stat: Callable, a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
+                  rng: np.random.Generator, resamples: int = BOOTSTRAP) -> float:
+    """Two-sided paired-bootstrap p-value that ``stat`` (AUC or TPR) is equal for models a and b scored on the
+    same members and non-members: both resampled with the same indices."""
+    i = rng.integers(0, len(a[0]), (resamples, len(a[0])))
+    j = rng.integers(0, len(a[1]), (resamples, len(a[1])))
+    diff = stat(a[0][i], a[1][j]) - stat(b[0][i], b[1][j])
+    return float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean()) + 1 / resamples))
+
+
+def holm(pvalues: dict[str, float], alpha: float = HOLM_ALPHA) -> dict[str, bool]:
+    """Holm's step-down correction: which hypotheses are rejected at family-wise level ``alpha``."""
+    rejected, order = {}, sorted(pvalues, key=pvalues.get)
+    for rank, name in enumerate(order):
+        if pvalues[name] > alpha / (len(order) - rank):
+            rejected.update(dict.fromkeys(order[rank:], False))
+            break
+        rejected[name] = True
+    return rejected
+
+
+def verdict(scores: dict[str, tuple[np.ndarray, np.ndarray]], retrained: dict[str, tuple[np.ndarray, np.ndarray]],
+            seed: int) -> dict:
+    """Is the model told apart from the retrain by any attack, on AUC or TPR at 1% FPR (Holm over all)?"""
+    rng = np.random.default_rng(seed)
+    pvalues = {f"{attack}/{name}": paired_pvalue(stat, scores[attack], retrained[attack], rng)
+               for attack in scores for name, stat in (("auc", auc_many), ("tpr_1pct", tpr_many))}
+    rejected = holm(pvalues)
+    return {"distinguishable": any(rejected.values()), "rejected": sorted(k for k, v in rejected.items() if v),
+            "pvalues": pvalues, "alpha": HOLM_ALPHA, "correction": "holm"}
+
+
+# ---------------------------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class SettingContext:
+    name: str
+    config: RunConfig
+    dataset: Dataset
+    train: np.ndarray
+    audit: np.ndarray
+    reference: TensorData
+    approximator: Any
+    refs: Any
+    population: TensorData
+    ref_population_logits: torch.Tensor
+    folder: Path
+    device: torch.device
+
+
+def setting_config(name: str, opts: Options) -> RunConfig:
+    setting = SETTINGS.get(name)
+    root = [f"data.root={opts.data_dir / setting.folder}"] if setting.folder and opts.data_dir else []
+    if setting.folder == "cifar10":  # arrays unpacked from the JPEG pack into the cache
+        root = [f"data.root={opts.cache / 'cifar10'}"]
+    overrides = [*setting.overrides, *(setting.quick if opts.quick else ()), *root,
+                 f"executor.cache_dir={opts.cache}", f"executor.name={opts.executor}", "seed=0", *opts.overrides]
+    return load_config(None, overrides)
+
+
+def load_setting_data(name: str, config: RunConfig, opts: Options) -> Dataset:
+    """The setting's dataset, or a one-line error saying where its files come from. CIFAR-10 is unpacked from
+    the project's JPEG pack ($CIFAR10_PACK, else <data dir>/cifar10) into its root on first use."""
+    folder = SETTINGS.get(name).folder
+    root = Path(config.data.root) if config.data.root else None
+    if folder == "cifar10" and root is not None and not (root / "train.npz").is_file():
+        pack = Path(os.environ["CIFAR10_PACK"]) if os.environ.get("CIFAR10_PACK") else (
+            opts.data_dir / "cifar10" if opts.data_dir else None)
+        if pack is None or not (pack / "unpack.py").is_file():
+            raise MiunlearnError(f"setting {name} needs CIFAR-10 arrays in {root} or the JPEG pack (cifar10-jpeg.npz + "
+                                 f"unpack.py) in {pack}; copy shared/datasets/cifar10 there, or pass --data-dir")
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(pack / "unpack.py"), str(root)], check=True, capture_output=True)
+    try:
+        return load_dataset(config.data)
+    except MiunlearnError as exc:
+        raise MiunlearnError(f"setting {name}: {exc} (the project's copies are in shared/datasets/{folder}; "
+                             "pass --data-dir=FOLDER holding them)") from None
+
+
+def config_digest(config: RunConfig, opts: Options) -> str:
+    key = {"data": dataclasses.asdict(config.data) | {"root": None}, "model": dataclasses.asdict(config.model),
+           "train": {k: v for k, v in dataclasses.asdict(config.train).items() if k not in ("device", "progress")},
+           "approximator": dataclasses.asdict(config.approximator), "retrains": opts.retrains,
+           "references": opts.references}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def prepare_setting(name: str, opts: Options, console: Console) -> SettingContext:
+    config = setting_config(name, opts)
+    dataset = load_setting_data(name, config, opts)
+    splits = prepare_splits(dataset, config.data, dataclasses.replace(config.forget, mode="indices", indices=[0]))
+    pool = dataset.pool
+    spec = ModelSpec(config.model.name, dataset.info, config.model.width)
+    console.log(f"{name}: |D_train|={len(splits.train)}, |D_audit|={len(splits.audit)}; approximator and "
+                f"{opts.references} reference models (cached)")
+    shadows = train_shadows(spec, pool.subset(splits.shadow), config.train, config.approximator.num_shadows,
+                            config.seed, build_executor(config.executor),
+                            shadow_store(config, dataset.info.num_classes, splits.shadow, pool.subset(splits.shadow)),
+                            console)
+    approximator = fit_approximator(config.approximator, shadows)
+    refs = prepare_reference_models(config, dataset, splits, opts.references, 0, cache_root=opts.cache,
+                                    console=console, executor=build_executor(config.executor))
+    device = resolve_device(config.train.device)
+    population = dataset.test
+    ref_pop = torch.stack([predict_logits(m.to(device), population, device) for m in refs.models])
+    folder = opts.cache / "leaderboard" / f"{name}-{config_digest(config, opts)}"
+    return SettingContext(name, config, dataset, splits.train, splits.audit, pool.subset(splits.ref), approximator,
+                          refs, population, ref_pop, folder, device)
+
+
+def fresh_model(ctx: SettingContext) -> nn.Module:
+    return build_model(ctx.config.model.name, ctx.dataset.info, ctx.config.model.width)
+
+
+def cached_model(ctx: SettingContext, path: Path, make: Callable[[], tuple[nn.Module, dict]]) -> tuple[nn.Module, dict]:
+    """A model and its facts (seconds, counted work) from ``path`` if an earlier run saved them, else made now."""
+    meta = path.with_suffix(".json")
+    if path.is_file() and meta.is_file():
+        return load_weights(fresh_model(ctx), path).eval(), json.loads(meta.read_text())
+    model, facts = make()
+    save_weights(model, path)
+    write_json(meta, facts)
+    return model.eval(), facts
+
+
+def target_model(ctx: SettingContext, seed: int) -> nn.Module:
+    def make() -> tuple[nn.Module, dict]:
+        torch.manual_seed(seed)
+        model = fresh_model(ctx)
+        start = time.perf_counter()
+        train_model(model, ctx.dataset.pool.subset(ctx.train), dataclasses.replace(ctx.config.train, seed=seed),
+                    desc=f"target {seed}")
+        return model, {"seconds": time.perf_counter() - start}
+
+    return cached_model(ctx, ctx.folder / f"target-{seed}.safetensors", make)[0]
+
+
+@dataclass
+class Request:
+    positions: np.ndarray
+    """Positions in D_train."""
+    forget: TensorData
+    retain: TensorData
+    forget_idx: np.ndarray
+    """Indices in the pool."""
+
+
+def make_request(ctx: SettingContext, scenario: str, seed: int | None) -> Request:
+    labels = ctx.dataset.pool.y[torch.as_tensor(ctx.train)].numpy()
+    positions = request_positions(SCENARIOS.get(scenario), labels, ctx.dataset.info.num_classes, seed)
+    forget_idx = ctx.train[positions]
+    retain_idx = np.setdiff1d(ctx.train, forget_idx)
+    pool = ctx.dataset.pool
+    return Request(positions, pool.subset(forget_idx), pool.subset(retain_idx), forget_idx)
+
+
+def retrained(ctx: SettingContext, model: nn.Module, request: Request, path: Path, seed: int) -> tuple[nn.Module, dict]:
+    """An independent retrain (``independent_seed(seed)`` initialisation and batch order), cached."""
+    def make() -> tuple[nn.Module, dict]:
+        result = unlearn(model, request.forget, request.retain, "retrain", recipe=ctx.config.train, seed=seed)
+        r = result.record
+        return result.model, {"seconds": r.seconds, "samples_trained": r.samples_trained,
+                              "samples_inferred": r.samples_inferred}
+
+    return cached_model(ctx, path, make)
+
+
+# ---------------------------------------------------------------------------------------------- tuning
+
+
+def tuning_sets(ctx: SettingContext, request: Request) -> EvaluationSets:
+    """Calibration D_f/D_r, D_test, and as the objective's non-members half of D_test (never D_audit)."""
+    test = ctx.dataset.test
+    half = np.random.default_rng(7).permutation(len(test))[: len(test) // 2]
+    return EvaluationSets(request.retain, request.forget, test, test.subset(np.sort(half)))
+
+
+def tune_scenario(ctx: SettingContext, scenario: str, methods: list[str], opts: Options,
+                  console: Console) -> dict[str, dict]:
+    """Tune every method on this scenario's calibration request; write and return the preset."""
+    request = make_request(ctx, scenario, None)
+    target = target_model(ctx, 0)
+    folder = ctx.folder / scenario / "calibration"
+    retrain_model, _ = retrained(ctx, target, request, folder / "retrain.safetensors", seed=0)
+    sets = tuning_sets(ctx, request)
+    task = CalibrationTask(target, sets, calibration_metrics(retrain_model, sets, ctx.config.train), ctx.reference,
+                           ctx.approximator, ctx.config.train, seed=0)
+    key = {"setting": ctx.folder.name, "scenario": scenario, "calibration": request.forget_idx.tolist()}
+    preset_path = opts.presets / f"{ctx.name}-{scenario}.yaml"
+    params: dict[str, dict] = {}
+    tuned: dict[str, dict] = {}
+    for method in [m for m in methods if m in SEARCH_SPACES]:
+        start = time.perf_counter()
+        result = tune(method, task, opts.trials, folder / "trials" / f"{method}.journal", key, seed=0,
+                      executor=opts.executor)
+        console.log(f"{ctx.name}/{scenario}: tuned {method} ({result.trials_run_now} new trial(s), "
+                    f"{time.perf_counter() - start:.0f} s): distance {result.value:.2f} with {result.params}")
+        params[method] = result.params
+        tuned[method] = {"distance": result.value, "trials": result.trials}
+        if not math.isfinite(result.value):  # every trial broke the model: evaluate the method's defaults
+            params[method] = {}
+            tuned[method]["fallback"] = "defaults: every trial left non-finite weights"
+    write_preset(preset_path, ctx.name, scenario, params, tuned, opts)
+    return params
+
+
+def write_preset(path: Path, setting: str, scenario: str, params: dict[str, dict], tuned: dict[str, dict],
+                 opts: Options) -> None:
+    """``unlearn.params`` for every tuned method (merged with what the file already holds), as a run config
+    fragment that ``unlearn.preset=FILE`` reads."""
+    old = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    merged_params = (old.get("unlearn", {}).get("params", {}) if old else {}) | params
+    merged_tuning = (old.get("tuning", {}).get("methods", {}) if old else {}) | tuned
+    data = {"unlearn": {"params": merged_params},
+            "tuning": {"setting": setting, "scenario": scenario, "trials": opts.trials, "sampler": "optuna TPE",
+                       "objective": "avg_gap + 100 * |loss AUC - retrain's| on the calibration request "
+                                    "(miunlearn.tuning)", "methods": merged_tuning,
+                       "command": "python benchmarks/leaderboard.py" + (" --quick" if opts.quick else "")}}
+    with atomic_write(path) as fh:
+        shown = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+        fh.write(f"# Tuned settings for {setting}, {scenario}: use with unlearn.preset={shown} "
+                 "(only unlearn.params is read).\n")
+        yaml.safe_dump(data, fh, sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------- one cell
+
+
+@dataclass
+class Audited:
+    metrics: dict[str, float]
+    strong: dict[str, dict[str, float]]
+    scores: dict[str, tuple[np.ndarray, np.ndarray]]
+    s_forget: np.ndarray
+    s_audit: np.ndarray
+
+
+def audit_model(ctx: SettingContext, model: nn.Module, sets: EvaluationSets, scored: TensorData, n_f: int,
+                member: np.ndarray, ref_logits: torch.Tensor) -> Audited:
+    model = model.to(ctx.device).eval()
+    outputs = ModelOutputs.of(model, sets, ctx.config.train.device)
+    metrics = evaluate_outputs(outputs, sets, POPULATION_ATTACKS)["metrics"]
+    logits = predict_logits(model, scored, ctx.device)
+    inputs = ReferenceInputs(logits, scored.y, ref_logits, member, predict_logits(model, ctx.population, ctx.device),
+                             ctx.population.y, ctx.ref_population_logits)
+    scores, strong = {}, {}
+    for attack in STRONG_ATTACKS:
+        s = REFERENCE_ATTACKS.get(attack)().scores(inputs)
+        scores[attack] = (s[:n_f], s[n_f:])
+        strong[attack] = {"auc": float(auc_many(s[None, :n_f], s[None, n_f:])[0]),
+                          "tpr_1pct": float(tpr_many(s[None, :n_f], s[None, n_f:])[0])}
+    s = lira_statistic(logits, scored.y)
+    return Audited(metrics, strong, scores, s[:n_f], s[n_f:])
+
+
+def strongest(a: Audited) -> tuple[float, float]:
+    """The highest AUC and the highest TPR at 1% FPR over the reference attacks (each maximised separately)."""
+    return max(v["auc"] for v in a.strong.values()), max(v["tpr_1pct"] for v in a.strong.values())
+
+
+def floor_of(retrains: list[Audited]) -> dict:
+    """The noise floor: how far independent retrains are from each other (each against the mean of the others
+    for the gap; every pair for the |Δ|-metrics, the audit AUC and the per-example |Δs|)."""
+    keys = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
+    gaps = [average_gap(r.metrics, {k: np.mean([o.metrics[k] for o in retrains if o is not r]) for k in keys})
+            for r in retrains]
+    pairs = list(itertools.combinations(retrains, 2))
+    return {
+        "avg_gap": float(np.mean(gaps)),
+        "abs_delta": {k: float(np.mean([abs(a.metrics[k] - b.metrics[k]) for a, b in pairs])) for k in keys},
+        "strong_auc": float(np.mean([abs(strongest(a)[0] - strongest(b)[0]) for a, b in pairs])),
+        "strong_auc_per_attack": {at: float(np.mean([abs(a.strong[at]["auc"] - b.strong[at]["auc"]) for a, b in pairs]))
+                                  for at in STRONG_ATTACKS},
+        "delta_s_forget": float(np.mean([np.abs(a.s_forget - b.s_forget).mean() for a, b in pairs])),
+        "delta_s_audit": float(np.mean([np.abs(a.s_audit - b.s_audit).mean() for a, b in pairs])),
+    }
+
+
+def ulira_auc(ctx: SettingContext, method: str, params: dict, model: nn.Module, retrain: nn.Module,
+              request: Request, seed: int) -> float:
+    """U-LiRA (Hayes et al. 2024): LiRA on D_f whose IN models are reference models that were trained on a
+    sample and then unlearned it with ``method``; members = the method's model, non-members = a retrain."""
+    refs, forget = ctx.refs, request.forget
+    member_f = refs.membership_of(request.forget_idx)
+    stat = lira_statistic(torch.stack([predict_logits(m.to(ctx.device), forget, ctx.device) for m in refs.models]),
+                          forget.y)
+    for k, ref_model in enumerate(refs.models):
+        trained_on = refs.pool_indices[refs.member[k]]
+        asked = np.intersect1d(trained_on, request.forget_idx)
+        if len(asked) == 0:
+            continue
+        pool = ctx.dataset.pool
+        unlearned = unlearn(ref_model, pool.subset(asked), pool.subset(np.setdiff1d(trained_on, request.forget_idx)),
+                            method, params, reference=ctx.reference, approximator=ctx.approximator,
+                            recipe=ctx.config.train, seed=seed + k).model
+        stat[k][member_f[k]] = lira_statistic(predict_logits(unlearned, forget, ctx.device), forget.y)[member_f[k]]
+    positives = lira_online(lira_statistic(predict_logits(model, forget, ctx.device), forget.y), stat, member_f)
+    negatives = lira_online(lira_statistic(predict_logits(retrain, forget, ctx.device), forget.y), stat, member_f)
+    return float(auc_many(positives[None], negatives[None])[0])
+
+
+def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], params: dict[str, dict],
+             opts: Options, results: Results, console: Console) -> None:
+    """Target, retrains and every method on one (setting, scenario, seed); each row stored as it finishes."""
+    key = cell_key(ctx.name, scenario, seed)
+    wanted_ulira = seed < opts.ulira_seeds
+    stale = {m for m in methods if results.cells.get(key, {}).get("methods", {}).get(m, {}).get("fingerprint")
+             not in (None, method_fingerprint(m))}  # the method's code changed since its row was computed
+    stale |= {m for m in methods if (row := results.row(ctx.name, scenario, m, seed)) is not None
+              and row["params"] != params.get(m, {})}  # or its tuned settings did (more trials, say)
+    if stale:
+        results.cells[key]["ulira_done"] = False
+    pending = [m for m in ["original", *methods] if results.row(ctx.name, scenario, m, seed) is None or m in stale]
+    if not pending and (not wanted_ulira or results.cells.get(key, {}).get("ulira_done")):
+        return
+    console.log(f"{key}: target, {opts.retrains} retrains, {len(pending)} row(s) to compute")
+    request = make_request(ctx, scenario, seed)
+    target = target_model(ctx, seed)
+    folder = ctx.folder / scenario / f"seed-{seed}"
+    retrains = [retrained(ctx, target, request, folder / f"retrain-{r}.safetensors", seed=opts.retrains * seed + r)
+                for r in range(opts.retrains)]
+    pool = ctx.dataset.pool
+    sets = EvaluationSets(request.retain, request.forget, ctx.dataset.test, pool.subset(ctx.audit))
+    scored_idx = np.r_[request.forget_idx, ctx.audit]
+    scored = pool.subset(scored_idx)
+    member = ctx.refs.membership_of(scored_idx)
+    ref_logits = torch.stack([predict_logits(m.to(ctx.device), scored, ctx.device) for m in ctx.refs.models])
+    n_f = len(request.forget_idx)
+
+    def audit(model: nn.Module) -> Audited:
+        return audit_model(ctx, model, sets, scored, n_f, member, ref_logits)
+
+    retrain_audits = [audit(m) for m, _ in retrains]
+    floor = floor_of(retrain_audits)
+    keys = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
+    mean_retrain = {k: float(np.mean([a.metrics[k] for a in retrain_audits])) for k in keys}
+    retrain_seconds = float(np.mean([facts["seconds"] for _, facts in retrains]))
+    retrain_work = float(np.mean([f["samples_trained"] + INFERENCE_COST * f["samples_inferred"] for _, f in retrains]))
+    cell = results.cells.get(key, {})
+    cell.update({"floor": floor, "retrain_seconds": retrain_seconds, "forget_size": n_f,
+                 "retain_size": len(request.retain), "audit_size": len(ctx.audit),
+                 "retrain_strong": [a.strong for a in retrain_audits],
+                 "floor_verdict": verdict(retrain_audits[1].scores, retrain_audits[0].scores, seed)
+                 if len(retrain_audits) > 1 else None})
+    cell.setdefault("methods", {})
+
+    def store(method: str, a: Audited, seconds: float | None, work: float | None, peak: float | None,
+              method_params: dict) -> None:
+        auc, tpr = strongest(a)
+        results.put({
+            "setting": ctx.name, "scenario": scenario, "method": method, "seed": seed,
+            **{k: a.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in keys},
+            "avg_gap": average_gap(a.metrics, mean_retrain), "floor_avg_gap": floor["avg_gap"],
+            "strong_auc": auc, "strong_tpr_1pct": tpr, "floor_strong_auc": floor["strong_auc"], "ulira_auc": None,
+            "seconds": seconds, "retrain_seconds": retrain_seconds,
+            "speedup": retrain_seconds / seconds if seconds else None,
+            "work_ratio": retrain_work / work if work else None, "peak_mib": peak, "params": method_params})
+        cell["methods"][method] = {
+            "fingerprint": method_fingerprint(method) if method in METHODS else None,
+            "strong": a.strong, "verdict": verdict(a.scores, retrain_audits[0].scores, seed),
+            "delta_s_forget": float(np.mean([np.abs(a.s_forget - r.s_forget).mean() for r in retrain_audits])),
+            "delta_s_audit": float(np.mean([np.abs(a.s_audit - r.s_audit).mean() for r in retrain_audits]))}
+
+    def store_broken(method: str, seconds: float, work: float, peak: float | None, method_params: dict) -> None:
+        """A model with non-finite weights cannot be audited: its row keeps time and work, metrics null."""
+        row = dict.fromkeys(ROW_KEYS) | {
+            "setting": ctx.name, "scenario": scenario, "method": method, "seed": seed,
+            "floor_avg_gap": floor["avg_gap"], "floor_strong_auc": floor["strong_auc"], "seconds": seconds,
+            "retrain_seconds": retrain_seconds, "speedup": retrain_seconds / seconds if seconds else None,
+            "work_ratio": retrain_work / work if work else None, "peak_mib": peak, "params": method_params}
+        results.put(row)
+        cell["methods"][method] = {"fingerprint": method_fingerprint(method), "broken": "non-finite weights"}
+
+    if "original" in pending:
+        original = audit(target)
+        cell["original_strongest_auc"] = strongest(original)[0]
+        cell["leaks"] = strongest(original)[0] >= LEAK_AUC
+        store("original", original, None, None, None, {})
+    method_models: dict[str, nn.Module] = {}
+    for method in methods:
+        path = folder / f"{method}.safetensors"
+        if results.row(ctx.name, scenario, method, seed) is not None and method not in stale:
+            if path.is_file():
+                method_models[method] = load_weights(fresh_model(ctx), path).eval()
+            continue
+        method_params = params.get(method, {})
+        console.log(f"{key}: {method}")
+        with peak_mib() as peak:
+            result = unlearn(target, request.forget, request.retain, method, method_params or None,
+                             reference=ctx.reference, approximator=ctx.approximator, recipe=ctx.config.train,
+                             seed=seed)
+        save_weights(result.model, path)
+        if not all(torch.isfinite(p).all() for p in result.model.parameters()):
+            store_broken(method, result.record.seconds, work_of(result.record), peak["peak_mib"], method_params)
+            continue
+        method_models[method] = result.model
+        store(method, audit(result.model), result.record.seconds, work_of(result.record), peak["peak_mib"],
+              method_params)
+        results.put_cell(key, cell)
+    results.put_cell(key, cell)
+    if wanted_ulira:
+        run_ulira(ctx, scenario, seed, methods, params, method_models, retrains[0][0], request, results, console)
+
+
+def ulira_methods(rows: list[dict]) -> list[str]:
+    """ReMI and the three baselines closest to retraining (lowest average gap) in this cell."""
+    baselines = sorted((r for r in rows if r["method"] not in ("original", "retrain", "remi")
+                        and r["avg_gap"] is not None), key=lambda r: r["avg_gap"])
+    return [r["method"] for r in rows if r["method"] == "remi"] + [r["method"] for r in baselines[:ULIRA_BASELINES]]
+
+
+def run_ulira(ctx: SettingContext, scenario: str, seed: int, methods: list[str], params: dict[str, dict],
+              models: dict[str, nn.Module], retrain: nn.Module, request: Request, results: Results,
+              console: Console) -> None:
+    key = cell_key(ctx.name, scenario, seed)
+    rows = [results.row(ctx.name, scenario, m, seed) for m in methods]
+    chosen = ulira_methods([r for r in rows if r is not None])
+    for row in rows:  # a method no longer among the chosen (after a rerun of another) keeps no stale U-LiRA AUC
+        if row is not None and row["method"] not in chosen and row["ulira_auc"] is not None:
+            results.put(dict(row) | {"ulira_auc": None})
+    for method in chosen:
+        row = results.row(ctx.name, scenario, method, seed)
+        if row["ulira_auc"] is not None or method not in models:
+            continue
+        console.log(f"{key}: U-LiRA of {method} on {len(ctx.refs.models)} reference models")
+        row = dict(row) | {"ulira_auc": ulira_auc(ctx, method, params.get(method) or None, models[method], retrain,
+                                                  request, seed)}
+        results.put(row)
+    cell = results.cells[key]
+    cell["ulira_done"] = True
+    results.put_cell(key, cell)
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def methods_to_run(opts: Options) -> list[str]:
+    return [m for m in opts.methods if m != "retrain"]
+
+
+def run(opts: Options, console: Console) -> Results:
+    """The whole protocol for the selected settings, scenarios and methods; resumes from ``opts.out``."""
+    started = time.perf_counter()
+    results = Results(opts.out)
+    methods = methods_to_run(opts)
+    for name in opts.settings:  # every dataset is checked before any training
+        load_setting_data(name, setting_config(name, opts), opts)
+    def out_of_budget() -> bool:
+        over = opts.budget_s is not None and time.perf_counter() - started > opts.budget_s
+        if over:
+            console.log(f"budget of {opts.budget_s:.0f} s reached: stopping; rerun the same command to resume")
+        return over
+
+    for name in opts.settings:
+        if out_of_budget():
+            break
+        ctx = prepare_setting(name, opts, console)
+        for scenario in opts.scenarios:
+            if out_of_budget():
+                break
+            params = tune_scenario(ctx, scenario, methods, opts, console)
+            for seed in range(opts.seeds):
+                if out_of_budget():
+                    break
+                run_cell(ctx, scenario, seed, methods, params, opts, results, console)
+    meta_path = opts.out / "leaderboard_meta.json"
+    old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = {"command": " ".join(["OMP_NUM_THREADS=1 python benchmarks/leaderboard.py", *sys.argv[1:]]),
+            "machine": machine(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+            "wall_seconds": old.get("wall_seconds", 0.0) + time.perf_counter() - started,
+            "invocations": old.get("invocations", 0) + 1,
+            "protocol": {k: getattr(opts, k) for k in ("seeds", "retrains", "trials", "references", "ulira_seeds",
+                                                       "quick")}}
+    write_json(meta_path, meta)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _mean_std(values: list[float | None], scale: float = 1.0, digits: int = 1) -> str:
+    vals = [v * scale for v in values if v is not None]
+    if not vals:
+        return "–"
+    return f"{np.mean(vals):.{digits}f} ± {np.std(vals):.{digits}f}" if len(vals) > 1 else f"{vals[0]:.{digits}f}"
+
+
+def markdown(rows: list[dict], cells: dict[str, dict]) -> str:
+    """Per setting and scenario: a mean ± std table over seeds, the noise floor as its first row."""
+    out = []
+    for setting, scenario in sorted({(r["setting"], r["scenario"]) for r in rows}):
+        group = [r for r in rows if (r["setting"], r["scenario"]) == (setting, scenario)]
+        seeds = sorted({r["seed"] for r in group})
+        cell_list = [cells.get(cell_key(setting, scenario, s), {}) for s in seeds]
+        leak = [c.get("original_strongest_auc") for c in cell_list]
+        out.append(f"#### {setting}, {scenario} ({len(seeds)} seed(s); original's strongest reference attack AUC "
+                   f"{_mean_std(leak, digits=3)})\n")
+        out.append("| method | forget % | retain % | test % | MIA-eff. % | avg gap | strong AUC | TPR@1% | U-LiRA AUC "
+                   "| told apart (Holm) | speedup | work ratio | peak MiB |")
+        out.append("|" + "---|" * 13)
+        floors = [c.get("floor", {}) for c in cell_list]
+        out.append("| *floor (retrain vs retrain)* | " + " | ".join(
+            _mean_std([f.get("abs_delta", {}).get(k) for f in floors], s) for k, s in
+            (("forget_acc", 100), ("retain_acc", 100), ("test_acc", 100), ("mia_efficacy", 1)))
+            + f" | {_mean_std([f.get('avg_gap') for f in floors], digits=2)} | ±"
+            + f"{_mean_std([f.get('strong_auc') for f in floors], digits=3)} | | | "
+            + f"{sum(bool((c.get('floor_verdict') or {}).get('distinguishable')) for c in cell_list)}/{len(seeds)} "
+            + "| 1 | 1 | |")
+        order = sorted({r["method"] for r in group},
+                       key=lambda m: _finite_or_inf(_method_mean(group, m, lambda r: r["avg_gap"])))
+        for method in order:
+            mr = [r for r in group if r["method"] == method]
+            told = [cells.get(cell_key(setting, scenario, r["seed"]), {}).get("methods", {}).get(method, {})
+                    .get("verdict", {}).get("distinguishable") for r in mr]
+            out.append(f"| {method} | " + " | ".join([
+                _mean_std([r["forget_acc"] for r in mr], 100), _mean_std([r["retain_acc"] for r in mr], 100),
+                _mean_std([r["test_acc"] for r in mr], 100), _mean_std([r["mia_efficacy"] for r in mr], 100),
+                _mean_std([r["avg_gap"] for r in mr], digits=2), _mean_std([r["strong_auc"] for r in mr], digits=3),
+                _mean_std([r["strong_tpr_1pct"] for r in mr], digits=3),
+                _mean_std([r["ulira_auc"] for r in mr], digits=3),
+                f"{sum(bool(t) for t in told)}/{len(told)}",
+                _mean_std([r["speedup"] for r in mr]), _mean_std([r["work_ratio"] for r in mr]),
+                _mean_std([r["peak_mib"] for r in mr], digits=1)]) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points not dominated in (higher speedup, lower gap)."""
+    return [i for i, (s, g) in enumerate(points)
+            if not any((s2 >= s and g2 <= g) and (s2 > s or g2 < g) for j, (s2, g2) in enumerate(points) if j != i)]
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Average gap against speedup (mean over seeds, one panel per setting and scenario), Pareto front marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(r["setting"], r["scenario"]) for r in rows})
+    if not groups:
+        return
+    cols = min(3, len(groups))
+    fig, axes = plt.subplots((len(groups) + cols - 1) // cols, cols, figsize=(5 * cols, 4 * ((len(groups) + cols - 1)
+                                                                                             // cols)), squeeze=False)
+    for ax, (setting, scenario) in zip(axes.flat, groups):
+        group = [r for r in rows if (r["setting"], r["scenario"]) == (setting, scenario) and r["speedup"]
+                 and r["avg_gap"] is not None]
+        names = sorted({r["method"] for r in group})
+        pts = [(float(np.mean([r["speedup"] for r in group if r["method"] == m])),
+                float(np.mean([r["avg_gap"] for r in group if r["method"] == m]))) for m in names]
+        front = pareto_front(pts)
+        for i, (name, (s, g)) in enumerate(zip(names, pts)):
+            ax.scatter(s, g, color="C3" if i in front else "C0", marker="*" if name == "remi" else "o")
+            ax.annotate(name, (s, g), fontsize=7)
+        if front:
+            fp = sorted(pts[i] for i in front)
+            ax.plot([p[0] for p in fp], [p[1] for p in fp], "C3--", lw=1, label="Pareto front")
+        floor = np.mean([r["floor_avg_gap"] for r in group]) if group else 0
+        ax.axhline(floor, color="grey", lw=1, ls=":", label="floor (retrain vs retrain)")
+        ax.set_xscale("log")
+        ax.set(title=f"{setting}, {scenario}", xlabel="speedup vs retraining (×)", ylabel="avg gap to retrains")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _method_mean(group: list[dict], method: str, value: Callable[[dict], float | None]) -> float:
+    vals = [v for v in (value(r) for r in group if r["method"] == method) if v is not None]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _finite_or_inf(value: float) -> float:
+    return value if math.isfinite(value) else math.inf
+
+
+def audit_distance(row: dict, cells: dict[str, dict]) -> float | None:
+    """|strongest reference-attack AUC - the retrains' mean of theirs| in the row's cell."""
+    strong = cells.get(cell_key(row["setting"], row["scenario"], row["seed"]), {}).get("retrain_strong")
+    if not strong or row["strong_auc"] is None:
+        return None
+    return abs(row["strong_auc"] - float(np.mean([max(v["auc"] for v in r.values()) for r in strong])))
+
+
+def summary(rows: list[dict], cells: dict[str, dict]) -> str:
+    """Who wins where, in plain words, per setting and scenario: on closeness (avg gap), on the audit (strongest
+    reference-attack AUC nearest the retrains'), on speed, and where ReMI stands on each."""
+    lines = []
+    for setting, scenario in sorted({(r["setting"], r["scenario"]) for r in rows}):
+        group = [r for r in rows if (r["setting"], r["scenario"]) == (setting, scenario) and r["method"] != "original"]
+        if not group:
+            continue
+        names = sorted({r["method"] for r in group})
+        values: dict[str, Callable[[dict], float | None]] = {
+            "closeness": lambda r: r["avg_gap"], "audit": lambda r: audit_distance(r, cells),
+            "speed": lambda r: -r["speedup"]}
+        ranks = {label: sorted(names, key=lambda m, f=f: _finite_or_inf(_method_mean(group, m, f)))
+                 for label, f in values.items()}
+        gap, speed = values["closeness"], (lambda r: r["speedup"])
+        floor = float(np.mean([r["floor_avg_gap"] for r in group]))
+        best, fastest = ranks["closeness"][0], ranks["speed"][0]
+        text = (f"**{setting}, {scenario}**: closest to retraining {best} (avg gap "
+                f"{_method_mean(group, best, gap):.2f}, floor {floor:.2f}); audit nearest the retrains' "
+                f"{ranks['audit'][0]}; fastest {fastest} ({_method_mean(group, fastest, speed):.1f}x)")
+        if "remi" in names:
+            text += ("; ReMI ranks " + ", ".join(f"{ranks[k].index('remi') + 1}/{len(names)} on {k}" for k in ranks)
+                     + f" (avg gap {_method_mean(group, 'remi', gap):.2f}, {_method_mean(group, 'remi', speed):.1f}x)")
+        lines.append(text + ".")
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def section(out: Path, image: str) -> str:
+    """The BENCHMARKS.md leaderboard section: command, machine, date, wall time, tables, plot, summary."""
+    results = Results(out)
+    meta_path = out / "leaderboard_meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    m = meta.get("machine", {})
+    where = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    head = (f"`{meta.get('command', 'python benchmarks/leaderboard.py')}` — {meta.get('date', '?')}, "
+            f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores, torch {m.get('torch', '?')}, device "
+            f"{m.get('device', '?')}), wall {meta.get('wall_seconds', 0) / 60:.0f} min over "
+            f"{meta.get('invocations', 1)} invocation(s); protocol {json.dumps(meta.get('protocol', {}))}. "
+            f"Rows: `{where}/leaderboard.json`.\n")
+    return "\n".join([head, summary(results.rows, results.cells), "", f"![avg gap vs speedup]({image})", "",
+                      markdown(results.rows, results.cells)])
+
+
+def report(out: Path, benchmarks_md: Path | None = None) -> str:
+    """Write leaderboard.md and leaderboard.png into ``out``; with ``benchmarks_md``, also replace the text
+    between its ``<!-- leaderboard:begin -->`` and ``<!-- leaderboard:end -->`` markers with the section."""
+    results = Results(out)
+    plot(results.rows, out / "leaderboard.png")
+    image = os.path.relpath(out / "leaderboard.png", (benchmarks_md or out / "x").parent)
+    text = section(out, image)
+    with atomic_write(out / "leaderboard.md") as fh:
+        fh.write(text)
+    if benchmarks_md is not None:
+        doc = benchmarks_md.read_text()
+        begin, end = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
+        if begin not in doc or end not in doc:
+            raise MiunlearnError(f"{benchmarks_md} has no {begin} ... {end} markers to put the section between")
+        doc = doc[: doc.index(begin) + len(begin)] + "\n" + text + "\n" + doc[doc.index(end):]
+        with atomic_write(benchmarks_md) as fh:
+            fh.write(doc)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _names(raw: str | None, registry: Registry, default: tuple[str, ...] | list[str]) -> list[str]:
+    names = [n.strip() for n in raw.split(",") if n.strip()] if raw else list(default)
+    for name in names:
+        registry.validate(name)
+    return names
+
+
+def default_data_dir() -> Path | None:
+    given = os.environ.get("MIUNLEARN_SHARED_DATASETS")
+    candidates = [Path(given)] if given else [ROOT.parent / "shared" / "datasets", ROOT.parents[1] / "shared" /
+                                              "datasets", ROOT / ".bench-data" / "datasets"]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def parse_args(argv: list[str]) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--settings", help=f"comma list (default: {','.join(DEFAULT_SETTINGS)})")
+    parser.add_argument("--scenarios", help="comma list (default: all)")
+    parser.add_argument("--methods", help="comma list (default: every registered method)")
+    parser.add_argument("--quick", action="store_true", help="smoke version: small pools, few epochs/trials/seeds")
+    parser.add_argument("--seeds", type=int)
+    parser.add_argument("--retrains", type=int)
+    parser.add_argument("--trials", type=int)
+    parser.add_argument("--references", type=int)
+    parser.add_argument("--ulira-seeds", type=int)
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="ray: tuning trials as Ray Tune trials, reference/shadow models as Ray tasks")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--presets", type=Path)
+    parser.add_argument("--data-dir", type=Path, help="folder holding location/, fashion-mnist/, cifar10/")
+    parser.add_argument("--budget-s", type=float, help="start no new tuning or cell after this many seconds")
+    parser.add_argument("--report", action="store_true", help="only write leaderboard.md/.png from the results")
+    parser.add_argument("--benchmarks-md", type=Path, help="with --report: also update this file's leaderboard section")
+    parser.add_argument("overrides", nargs="*", help="run-config overrides for every setting (key=value)")
+    args = parser.parse_args(argv)
+    quick = {"seeds": 2, "retrains": 2, "trials": 2, "references": 4, "ulira_seeds": 1}
+    full = {"seeds": 3, "retrains": 2, "trials": 8, "references": 8, "ulira_seeds": 1}
+    base = quick if args.quick else full
+    counts = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in base.items()}
+    if counts["retrains"] < 2 or counts["seeds"] < 1 or counts["trials"] < 1 or counts["references"] < 2:
+        raise MiunlearnError("need --retrains >= 2 (the noise floor), --seeds >= 1, --trials >= 1, --references >= 2")
+    out = args.out or (ROOT / "runs" / "leaderboard-quick" if args.quick else HERE / "results")
+    opts = Options(
+        settings=_names(args.settings, SETTINGS, ("location_mlp",) if args.quick else DEFAULT_SETTINGS),
+        scenarios=_names(args.scenarios, SCENARIOS, SCENARIOS.names()),
+        methods=_names(args.methods, METHODS, METHODS.names()),
+        out=out, cache=args.cache or ROOT / ".bench-data" / ("leaderboard-quick" if args.quick else "leaderboard"),
+        presets=args.presets or (out / "presets" if args.quick else HERE / "presets"),
+        data_dir=args.data_dir or default_data_dir(), quick=args.quick, executor=args.executor,
+        overrides=args.overrides, budget_s=args.budget_s, **counts)
+    opts.benchmarks_md = args.benchmarks_md
+    return opts
+
+
+def main(argv: list[str]) -> int:
+    console = Console(stderr=True)
+    try:
+        opts = parse_args(argv)
+        if "--report" in argv:
+            print(report(opts.out, opts.benchmarks_md))
+            return 0
+        opts.out.mkdir(parents=True, exist_ok=True)
+        opts.presets.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        run(opts, console)
+        print(report(opts.out))
+        console.log(f"wall {time.perf_counter() - started:.0f} s")
+    except MiunlearnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; every finished row is stored, rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,168 @@
+"""Tuning an unlearning method's hyper-parameters on a calibration request, with Optuna's TPE.
+
+A method is tuned on a *calibration* deletion request: a forget set of the same kind and size as the one
+that will be evaluated, drawn from the same D_train but disjoint from it, with its own retrained model.
+The evaluated request, its retrains and D_audit are never seen here: the caller builds a
+:class:`CalibrationTask` from the calibration indices only (the leaderboard's tests check the indices).
+
+Objective (lower is better; both terms in points), the distance to the calibration retrain::
+
+    avg_gap(method, retrain) + 100 * |AUC_loss(method) - AUC_loss(retrain)|
+
+``avg_gap`` is SalUn's mean |Δ| of forget, retain, test accuracy and MIA-efficacy; ``AUC_loss`` is the
+loss attack's AUC on the calibration D_f against non-members drawn from D_test (so D_audit stays unseen).
+Neither is one of the leaderboard's reference-model attacks, which judge the result.
+
+Trials are stored in an Optuna journal file per study; the study's name hashes what the trials depend on,
+the method's source file included, so a rerun after changing one method recomputes that method only and
+an interrupted tuning resumes with the trials it has. With ``executor="ray"`` the trials run as Ray
+Tune trials (Ray's Optuna searcher, same TPE sampler), then are copied into the same journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from torch import nn
+
+from miunlearn.audit import EvaluationSets, ModelOutputs, evaluate_outputs
+from miunlearn.audit.metrics import average_gap
+from miunlearn.config import TrainConfig
+from miunlearn.data import TensorData
+from miunlearn.errors import MiunlearnError
+from miunlearn.guidance.approximators import PrivacyApproximator
+from miunlearn.unlearning import METHODS, unlearn
+from miunlearn.unlearning.search_space import SEARCH_SPACES
+
+OBJECTIVE_ATTACKS = ["loss", "mia-efficacy"]
+#: Bumped when the objective's definition changes, so cached trials of the old one are not reused.
+OBJECTIVE_VERSION = 1
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class CalibrationTask:
+    """Everything a trial may see: the original model, the calibration request, its retrain's metrics."""
+
+    model: nn.Module
+    sets: EvaluationSets
+    """Calibration D_f and D_r, D_test, and non-members (``audit``) drawn from D_test, never D_audit."""
+    retrained: dict[str, float]
+    """The calibration retrain's metrics on ``sets`` (see :func:`calibration_metrics`)."""
+    reference: TensorData | None = None
+    approximator: PrivacyApproximator | None = None
+    recipe: TrainConfig | None = None
+    seed: int = 0
+
+
+@dataclass
+class TuningResult:
+    method: str
+    params: dict[str, Any]
+    value: float
+    trials: int
+    trials_run_now: int
+
+
+def calibration_metrics(model: nn.Module, sets: EvaluationSets, recipe: TrainConfig | None = None) -> dict[str, float]:
+    """The metrics the objective compares (accuracies, MIA-efficacy, loss-attack AUC)."""
+    recipe = recipe or TrainConfig()
+    outputs = ModelOutputs.of(model, sets, recipe.device, recipe.precision)
+    return evaluate_outputs(outputs, sets, OBJECTIVE_ATTACKS)["metrics"]
+
+
+def distance_to_retrain(metrics: dict[str, float], retrained: dict[str, float]) -> float:
+    """The objective: average gap plus the loss attack's AUC difference, both in points."""
+    return average_gap(metrics, retrained) + 100 * abs(metrics["loss_auc"] - retrained["loss_auc"])
+
+
+def evaluate_params(method: str, params: dict[str, Any], task: CalibrationTask) -> float:
+    """Run ``method`` with ``params`` on the calibration request and return its distance to the retrain.
+
+    A setting that breaks the model (non-finite outputs, on which the metrics' classifiers fail) scores
+    infinity instead of stopping the study."""
+    result = unlearn(task.model, task.sets.forget, task.sets.retain, method, params, reference=task.reference,
+                     approximator=task.approximator, recipe=task.recipe, seed=task.seed)
+    try:
+        value = distance_to_retrain(calibration_metrics(result.model, task.sets, task.recipe), task.retrained)
+    except ValueError:
+        if all(torch.isfinite(p).all() for p in result.model.parameters()):
+            raise
+        return math.inf
+    return value if math.isfinite(value) else math.inf
+
+
+def method_fingerprint(method: str) -> str:
+    """A hash of the method's own source: the modules of its class and of the classes it extends (e.g. l1-sparse
+    and fine-tuning), and its search space. Changes to shared code (base.py, common.py) are not in it."""
+    modules = {inspect.getmodule(cls) for cls in METHODS.get(method).__mro__ if cls.__module__.startswith("miunlearn.")}
+    sources = sorted(inspect.getsource(module) for module in modules)
+    return hashlib.sha256(json.dumps([sources, inspect.getsource(SEARCH_SPACES.get(method))]).encode()).hexdigest()[:16]
+
+
+def study_name(method: str, key: dict[str, Any]) -> str:
+    """Names the study after everything its trials depend on, the method's own source included."""
+    digest = hashlib.sha256(json.dumps({"key": key, "objective": OBJECTIVE_VERSION,
+                                        "method": method_fingerprint(method)}, sort_keys=True,
+                                       default=str).encode()).hexdigest()[:16]
+    return f"{method}-{digest}"
+
+
+def tune(method: str, task: CalibrationTask, trials: int, storage: str | Path, key: dict[str, Any],
+         seed: int = 0, executor: str = "local") -> TuningResult:
+    """Tune ``method`` with ``trials`` TPE trials (counting those already in ``storage``); return the best."""
+    SEARCH_SPACES.validate(method)
+    if trials < 1:
+        raise MiunlearnError(f"tuning needs at least 1 trial, got {trials}")
+    if executor not in EXECUTORS:
+        raise MiunlearnError(f"unknown tuning executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    Path(storage).parent.mkdir(parents=True, exist_ok=True)
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
+    study = optuna.create_study(study_name=study_name(method, key), storage=journal, direction="minimize",
+                                sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    missing = trials - len(done)
+    if missing > 0:
+        if executor == "ray":
+            _tune_with_ray(method, task, missing, study, seed)
+        else:
+            space = SEARCH_SPACES.get(method)
+            study.optimize(lambda trial: evaluate_params(method, space(trial), task), n_trials=missing)
+    best = study.best_trial
+    return TuningResult(method, dict(best.params), float(best.value), trials, max(missing, 0))
+
+
+def _tune_with_ray(method: str, task: CalibrationTask, count: int, study: optuna.Study, seed: int) -> None:
+    """Run ``count`` trials as Ray Tune trials searched by Ray's OptunaSearch (TPE), warm-started with the
+    study's finished trials, and record them in ``study`` so the cache sees them."""
+    try:
+        from ray import tune as ray_tune
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError:
+        raise MiunlearnError("tuning with executor ray needs Ray Tune: pip install 'ray[tune]'") from None
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    space = SEARCH_SPACES.get(method)
+    search = OptunaSearch(space=space, metric="objective", mode="min",
+                          sampler=optuna.samplers.TPESampler(seed=seed),
+                          points_to_evaluate=[t.params for t in done] or None,
+                          evaluated_rewards=[t.value for t in done] or None)
+
+    def trainable(params: dict[str, Any], task: CalibrationTask) -> dict[str, float]:
+        return {"objective": evaluate_params(method, params, task)}
+
+    tuner = ray_tune.Tuner(ray_tune.with_parameters(trainable, task=task),
+                           tune_config=ray_tune.TuneConfig(search_alg=search, num_samples=count))
+    for result in tuner.fit():
+        replay = optuna.trial.FixedTrial(dict(result.config))
+        params = space(replay)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=replay.distributions,
+                                                  value=float(result.metrics["objective"])))

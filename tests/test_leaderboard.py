@@ -1,0 +1,270 @@
+"""The leaderboard: requests and calibration kept apart, the floor from independent retrains, Holm, the JSON
+schema, the quick mode end to end, resumption, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import leaderboard  # noqa: E402
+
+from miunlearn.config import load_config  # noqa: E402
+
+QUICK = ["--quick", "--settings", "digits_mlp", "--methods", "remi,finetune,ssd", "--seeds", "2"]
+
+
+@pytest.mark.parametrize("scenario", ["random10", "small1", "class"])
+def test_calibration_requests_never_overlap_evaluated_ones(scenario: str) -> None:
+    labels = np.arange(2000) % 10
+    kind = leaderboard.SCENARIOS.get(scenario)
+    calibration = leaderboard.request_positions(kind, labels, 10, None)
+    for seed in range(5):
+        evaluated = leaderboard.request_positions(kind, labels, 10, seed)
+        assert np.intersect1d(calibration, evaluated).size == 0
+        assert abs(len(evaluated) - len(calibration)) <= len(calibration) * 0.05  # same kind and size
+    if kind.fraction is not None:
+        assert len(calibration) == round(kind.fraction * 2000)
+        assert not np.array_equal(leaderboard.request_positions(kind, labels, 10, 0),
+                                  leaderboard.request_positions(kind, labels, 10, 1))  # seeds draw other requests
+
+
+def test_holm_rejects_step_down_and_stops_at_the_first_failure() -> None:
+    assert leaderboard.holm({"a": 0.001, "b": 0.02, "c": 0.04}) == {"a": True, "b": True, "c": True}
+    assert leaderboard.holm({"a": 0.001, "b": 0.03, "c": 0.04}) == {"a": True, "b": False, "c": False}
+    assert leaderboard.holm({"a": 0.2, "b": 0.01}) == {"b": True, "a": False}
+
+
+def test_vectorised_auc_and_tpr_match_the_definitions() -> None:
+    rng = np.random.default_rng(0)
+    members, non = rng.normal(0.5, 1, (3, 50)), rng.normal(0, 1, (3, 400))
+    for i in range(3):
+        expected = roc_auc_score(np.r_[np.ones(50), np.zeros(400)], np.r_[members[i], non[i]])
+        assert leaderboard.auc_many(members, non)[i] == pytest.approx(expected)
+        threshold = np.sort(non[i])[-4]  # at most 1% of 400 non-members above it
+        assert leaderboard.tpr_many(members, non)[i] == pytest.approx((members[i] > threshold).mean())
+
+
+def test_a_model_equal_to_the_retrain_is_not_told_apart_and_a_leaking_one_is() -> None:
+    rng = np.random.default_rng(1)
+    retrained = {a: (rng.normal(0, 1, 200), rng.normal(0, 1, 400)) for a in ("x", "y")}
+    same = leaderboard.verdict(retrained, retrained, seed=0)
+    assert not same["distinguishable"] and len(same["pvalues"]) == 4
+    leaking = {a: (m + 1.5, n) for a, (m, n) in retrained.items()}
+    assert leaderboard.verdict(leaking, retrained, seed=0)["distinguishable"]
+
+
+def _audited(gap_shift: float, s_shift: float, auc: float) -> leaderboard.Audited:
+    metrics = {"forget_acc": 0.9 + gap_shift, "retain_acc": 0.95, "test_acc": 0.8, "mia_efficacy": 20.0}
+    strong = {a: {"auc": auc, "tpr_1pct": 0.01} for a in leaderboard.STRONG_ATTACKS}
+    return leaderboard.Audited(metrics, strong, {}, np.full(5, s_shift), np.zeros(7))
+
+
+def test_the_floor_is_the_spread_between_independent_retrains() -> None:
+    a, b = _audited(0.0, 0.0, 0.60), _audited(0.04, 1.0, 0.64)
+    floor = leaderboard.floor_of([a, b])
+    assert floor["avg_gap"] == pytest.approx(100 * 0.04 / 4)  # forget accuracy differs by 4 points of 4 metrics
+    assert floor["strong_auc"] == pytest.approx(0.04)
+    assert floor["delta_s_forget"] == pytest.approx(1.0) and floor["delta_s_audit"] == 0.0
+    assert leaderboard.floor_of([a, _audited(0.0, 0.0, 0.60)])["avg_gap"] == 0.0  # identical retrains: no floor
+
+
+def test_unknown_names_and_missing_data_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert leaderboard.main(["--settings", "location_mpl"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "did you mean 'location_mlp'" in err and "fashion_mnist_cnn" in err
+    assert leaderboard.main(["--methods", "remi,nope", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown unlearning method 'nope'" in err and "finetune" in err
+    empty = tmp_path / "datasets"
+    empty.mkdir()
+    assert leaderboard.main(["--settings", "location_mlp", "--data-dir", str(empty), "--out", str(tmp_path / "o"),
+                             "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: setting location_mlp:") and "\n" not in err and "shared/datasets/location" in err
+    assert not (tmp_path / "o" / "leaderboard.json").exists()  # nothing trained, nothing written
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The quick mode on the embedded digits data, with the tuning calls recorded."""
+    tmp = tmp_path_factory.mktemp("leaderboard")
+    out, cache = tmp / "out", tmp / "cache"
+    seen: list[dict] = []
+    real_tune = leaderboard.tune
+
+    def recording_tune(method, task, trials, storage, key, **kwargs):
+        seen.append({"method": method, "task": task, "key": key, "trials": trials})
+        return real_tune(method, task, trials, storage, key, **kwargs)
+
+    leaderboard.tune = recording_tune
+    try:
+        assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(cache)]) == 0
+    finally:
+        leaderboard.tune = real_tune
+    return {"out": out, "cache": cache, "tuned": seen}
+
+
+def test_quick_mode_writes_one_row_of_exactly_the_issue_keys_per_cell_and_method(quick_run: dict) -> None:
+    rows = json.loads((quick_run["out"] / "leaderboard.json").read_text())
+    methods = ["original", "remi", "finetune", "ssd"]
+    assert len(rows) == len(methods) * 3 * 2  # methods x scenarios x seeds
+    for row in rows:
+        assert tuple(row) == leaderboard.ROW_KEYS
+        for key in ("forget_acc", "retain_acc", "test_acc", "mia_efficacy", "strong_auc", "strong_tpr_1pct"):
+            assert 0 <= row[key] <= 1, (key, row)
+        assert row["avg_gap"] >= 0 and row["floor_avg_gap"] >= 0 and row["floor_strong_auc"] >= 0
+        assert isinstance(row["params"], dict) and row["retrain_seconds"] > 0
+        if row["method"] != "original":
+            assert row["speedup"] == pytest.approx(row["retrain_seconds"] / row["seconds"])
+            assert row["work_ratio"] > 0 and row["params"]  # the tuned settings it ran with
+        assert row["ulira_auc"] is None or (row["seed"] == 0 and row["method"] != "original")
+    # U-LiRA ran for ReMI and the (here two) other methods on seed 0 of every scenario.
+    assert {(r["scenario"], r["method"]) for r in rows if r["ulira_auc"] is not None} == {
+        (s, m) for s in ("random10", "class", "small1") for m in ("remi", "finetune", "ssd")}
+    cells = json.loads((quick_run["out"] / "leaderboard_cells.json").read_text())
+    cell = cells["digits_mlp/random10/0"]
+    assert set(cell["methods"]) == {"original", "remi", "finetune", "ssd"} and "original_strongest_auc" in cell
+    assert cell["methods"]["remi"]["verdict"]["correction"] == "holm"
+    assert len(cell["methods"]["remi"]["verdict"]["pvalues"]) == 2 * len(leaderboard.STRONG_ATTACKS)
+    md = (quick_run["out"] / "leaderboard.md").read_text()
+    assert "*floor (retrain vs retrain)*" in md and (quick_run["out"] / "leaderboard.png").is_file()
+
+
+def test_tuning_sees_only_the_calibration_request(quick_run: dict) -> None:
+    ctx_config = leaderboard.setting_config("digits_mlp", leaderboard.parse_args(QUICK))
+    from miunlearn.data import load_dataset, prepare_splits
+
+    dataset = load_dataset(ctx_config.data)
+    splits = prepare_splits(dataset, ctx_config.data, ctx_config.forget)
+    labels = dataset.pool.y[torch.as_tensor(splits.train)].numpy()
+    assert quick_run["tuned"], "nothing was tuned"
+    assert {t["method"] for t in quick_run["tuned"]} == {"remi", "finetune", "ssd"}  # never retrain
+    assert len({t["trials"] for t in quick_run["tuned"]}) == 1  # the same budget for every method
+    for call in quick_run["tuned"]:
+        calibration = np.asarray(call["key"]["calibration"])
+        scenario = call["key"]["scenario"]
+        kind = leaderboard.SCENARIOS.get(scenario)
+        for seed in range(2):
+            evaluated = splits.train[leaderboard.request_positions(kind, labels, 10, seed)]
+            assert np.intersect1d(calibration, evaluated).size == 0
+        sets = call["task"].sets
+        # What the trials unlearn is exactly the calibration request; D_r is the rest of D_train.
+        assert torch.equal(sets.forget.x, dataset.pool.subset(calibration).x)
+        assert torch.equal(sets.retain.x, dataset.pool.subset(np.setdiff1d(splits.train, calibration)).x)
+        # The objective's non-members come from D_test, never D_audit.
+        audit_rows = {tuple(r) for r in dataset.pool.subset(splits.audit).x.flatten(1).tolist()}
+        assert not audit_rows & {tuple(r) for r in sets.audit.x.flatten(1).tolist()}
+        assert len(sets.audit) < len(dataset.test)
+
+
+def test_retrains_of_a_cell_are_independent_trainings(quick_run: dict) -> None:
+    from safetensors.torch import load_file
+
+    folder = next((quick_run["cache"] / "leaderboard").glob("digits_mlp-*")) / "random10" / "seed-0"
+    first, second = load_file(folder / "retrain-0.safetensors"), load_file(folder / "retrain-1.safetensors")
+    target = load_file(folder.parents[1] / "target-0.safetensors")
+    assert any(not torch.equal(first[k], second[k]) for k in first)
+    assert any(not torch.equal(first[k], target[k]) for k in first)
+
+
+def test_presets_are_reusable_run_configs(quick_run: dict) -> None:
+    preset = quick_run["out"] / "presets" / "digits_mlp-random10.yaml"
+    rows = json.loads((quick_run["out"] / "leaderboard.json").read_text())
+    config = load_config(None, [f"unlearn.preset={preset}"])
+    remi_row = next(r for r in rows if (r["scenario"], r["method"]) == ("random10", "remi"))
+    assert config.unlearn.params["remi"] == remi_row["params"]
+
+
+def test_a_killed_run_resumes_with_only_the_missing_and_changed_rows(quick_run: dict, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(quick_run["out"], out)
+    rows = json.loads((out / "leaderboard.json").read_text())
+    dropped = [r for r in rows if r["scenario"] == "small1" and r["seed"] == 1 and r["method"] in ("remi", "ssd")]
+    kept = [r for r in rows if r not in dropped]
+    (out / "leaderboard.json").write_text(json.dumps(kept))  # as a run killed before those rows were stored
+    cells = json.loads((out / "leaderboard_cells.json").read_text())
+    cells["digits_mlp/random10/1"]["methods"]["finetune"]["fingerprint"] = "code since changed"
+    (out / "leaderboard_cells.json").write_text(json.dumps(cells))
+    for row in kept:  # as if tuned with other settings than those the preset now holds
+        if (row["scenario"], row["seed"], row["method"]) == ("class", 0, "remi"):
+            row["params"] = row["params"] | {"lr": 1.0}
+    (out / "leaderboard.json").write_text(json.dumps(kept))
+    calls: list[str] = []
+    real_unlearn = leaderboard.unlearn
+
+    def counting_unlearn(model, forget, retain, method, *args, **kwargs):
+        calls.append(method)
+        return real_unlearn(model, forget, retain, method, *args, **kwargs)
+
+    leaderboard.unlearn = counting_unlearn
+    try:
+        assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(quick_run["cache"])]) == 0
+    finally:
+        leaderboard.unlearn = real_unlearn
+    # Cached targets, retrains and tuning trials; finished rows kept; a method whose code or tuned settings
+    # changed is rerun, and a rerun seed-0 row gets its U-LiRA again (one unlearning per reference model, 4 here).
+    assert calls.count("finetune") == 1 and calls.count("ssd") == 1 and 2 < calls.count("remi") <= 2 + 4
+    assert set(calls) == {"finetune", "remi", "ssd"}
+    resumed = json.loads((out / "leaderboard.json").read_text())
+    assert len(resumed) == len(rows)
+    for row in kept:
+        if (row["scenario"], row["seed"], row["method"]) not in (("random10", 1, "finetune"), ("class", 0, "remi")):
+            assert row in resumed
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_its_tiny_mode_on_the_cpu(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    (cache / "cifar10").mkdir(parents=True)
+    for name, n in (("train", 700), ("test", 300)):
+        y = np.arange(n) % 10
+        x = np.clip(rng.normal(60 + 15 * y[:, None, None, None], 40, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+        np.savez(cache / "cifar10" / f"{name}.npz", x=x, y=y.astype(np.int64))
+    env = {"TINY": "1", "OUT": str(out), "CACHE": str(cache), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
+           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run([str(ROOT / "benchmarks" / "gpu_leaderboard.sh"), "data.subset=700", "data.test_subset=300",
+                           "approximator.attack_epochs=5"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert len(files) <= 8 and all(f.count("/") <= 1 for f in files)
+    rows = json.loads((out / "leaderboard.json").read_text())
+    assert {r["method"] for r in rows} == {"original", "remi", "finetune"}
+    assert all(tuple(r) == leaderboard.ROW_KEYS for r in rows)
+    assert "presets/cifar10_cnn-random10.yaml" in files and "log.txt" in files
+
+
+def test_a_method_that_leaves_non_finite_weights_gets_a_row_without_metrics(tmp_path: Path) -> None:
+    real_unlearn = leaderboard.unlearn
+
+    def breaking_unlearn(model, forget, retain, method, *args, **kwargs):
+        result = real_unlearn(model, forget, retain, method, *args, **kwargs)
+        if method == "finetune" and len(forget) < 100:  # the evaluated request, not the tuning trials' ones
+            with torch.no_grad():
+                next(result.model.parameters()).fill_(float("nan"))
+        return result
+
+    leaderboard.unlearn = breaking_unlearn
+    try:
+        assert leaderboard.main(["--quick", "--settings", "digits_mlp", "--methods", "finetune,ssd", "--scenarios",
+                                 "small1", "--seeds", "1", "--out", str(tmp_path / "o"),
+                                 "--cache", str(tmp_path / "c")]) == 0
+    finally:
+        leaderboard.unlearn = real_unlearn
+    rows = {r["method"]: r for r in json.loads((tmp_path / "o" / "leaderboard.json").read_text())}
+    broken = rows["finetune"]
+    assert tuple(broken) == leaderboard.ROW_KEYS and broken["avg_gap"] is None and broken["forget_acc"] is None
+    assert broken["seconds"] > 0 and rows["ssd"]["avg_gap"] is not None
+    assert rows["ssd"]["ulira_auc"] is not None and broken["ulira_auc"] is None

@@ -1,0 +1,110 @@
+"""Search spaces (one per method, a contract), Optuna tuning with cached trials, presets in run configs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+import yaml
+
+from miunlearn.audit import EvaluationSets
+from miunlearn.config import load_config
+from miunlearn.data import TensorData
+from miunlearn.errors import MiunlearnError
+from miunlearn.training import train_model
+from miunlearn.tuning import CalibrationTask, calibration_metrics, distance_to_retrain, tune
+from miunlearn.unlearning import METHODS, build_method
+from miunlearn.unlearning.search_space import SEARCH_SPACES
+
+
+def test_every_method_but_retrain_declares_a_search_space() -> None:
+    assert set(SEARCH_SPACES.names()) == set(METHODS.names()) - {"retrain"}
+
+
+@pytest.mark.parametrize("method", SEARCH_SPACES.names())
+def test_a_search_space_suggests_valid_settings_of_its_own_config_fields(method: str) -> None:
+    fields = {f.name for f in dataclasses.fields(METHODS.get(method).Config)}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(6):
+        trial = study.ask()
+        params = SEARCH_SPACES.get(method)(trial)
+        assert params and set(params) <= fields, f"{method}: {set(params) - fields} are not config fields"
+        assert params == trial.params  # what was suggested is all the trial holds: Ray Tune passes exactly that
+        build_method(method, params)  # in range: the method's own validation accepts it
+        seen.add(tuple(sorted(params.items())))
+        study.tell(trial, 0.0)
+    assert len(seen) > 1, f"{method}'s space does not vary"
+
+
+def _task() -> tuple[CalibrationTask, torch.nn.Module]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(240, 6, generator=g)
+    y = (x[:, 0] + 0.8 * torch.randn(240, generator=g) > 0).long()
+    data = TensorData(x, y)
+    train, test = data.subset(np.arange(160)), data.subset(np.arange(160, 240))
+    forget, retain = train.subset(np.arange(16)), train.subset(np.arange(16, 160))
+    from miunlearn.config import TrainConfig
+
+    recipe = TrainConfig(epochs=15, batch_size=32, progress=False, seed=0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    train_model(model, train, recipe)
+    torch.manual_seed(1)
+    retrained = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    train_model(retrained, retain, dataclasses.replace(recipe, seed=1))
+    sets = EvaluationSets(retain, forget, test, test.subset(np.arange(40)))
+    task = CalibrationTask(model.eval(), sets, calibration_metrics(retrained.eval(), sets, recipe), recipe=recipe)
+    return task, model
+
+
+def test_the_objective_is_zero_for_the_retrain_itself() -> None:
+    task, _ = _task()
+    assert distance_to_retrain(task.retrained, task.retrained) == 0.0
+
+
+def test_tuning_caches_trials_and_recomputes_only_a_changed_study(tmp_path: Path) -> None:
+    task, _ = _task()
+    storage = tmp_path / "finetune.journal"
+    first = tune("finetune", task, 3, storage, {"request": [1, 2]})
+    assert first.trials_run_now == 3 and set(first.params) == {"lr", "epochs"}
+    again = tune("finetune", task, 3, storage, {"request": [1, 2]})
+    assert again.trials_run_now == 0 and again.params == first.params and again.value == first.value
+    more = tune("finetune", task, 4, storage, {"request": [1, 2]})
+    assert more.trials_run_now == 1  # a larger budget adds only the missing trials
+    other = tune("finetune", task, 2, storage, {"request": [3]})
+    assert other.trials_run_now == 2  # another request is another study
+
+
+def test_tuning_rejects_retrain_and_unknown_executors(tmp_path: Path) -> None:
+    task, _ = _task()
+    with pytest.raises(MiunlearnError, match="unknown search space 'retrain'"):
+        tune("retrain", task, 2, tmp_path / "x.journal", {})
+    with pytest.raises(MiunlearnError, match="valid: local, ray"):
+        tune("finetune", task, 2, tmp_path / "x.journal", {}, executor="dask")
+
+
+def test_a_preset_fills_in_method_settings_the_config_does_not_set(tmp_path: Path) -> None:
+    preset = tmp_path / "p.yaml"
+    preset.write_text(yaml.safe_dump({"unlearn": {"params": {"finetune": {"lr": 0.02, "epochs": 4},
+                                                             "remi": {"alpha": 3.0}}}, "tuning": {"trials": 16}}))
+    config = load_config(None, [f"unlearn.preset={preset}", "unlearn.params.finetune.lr=0.5"])
+    assert config.unlearn.params["finetune"] == {"lr": 0.5, "epochs": 4}  # the user's own value wins
+    assert config.unlearn.params["remi"] == {"alpha": 3.0}
+    assert config.unlearn.preset is None  # resolved: a saved config needs no preset file
+    with pytest.raises(MiunlearnError, match="does not exist"):
+        load_config(None, [f"unlearn.preset={tmp_path / 'missing.yaml'}"])
+    preset.write_text("unlearn: {methods: [remi]}\n")
+    with pytest.raises(MiunlearnError, match="no unlearn.params"):
+        load_config(None, [f"unlearn.preset={preset}"])
+
+
+def test_a_trial_that_breaks_the_model_scores_infinity_instead_of_stopping_the_study() -> None:
+    from miunlearn.tuning import evaluate_params
+
+    task, _ = _task()
+    assert evaluate_params("gradient-ascent", {"lr": 1e30, "epochs": 3}, task) == float("inf")
