@@ -6,8 +6,9 @@
     python benchmarks/leaderboard.py --report                                # tables + plot from the results
 
 Protocol, per setting (dataset + architecture + recipe, one fixed role split):
-- one approximator (ReMI's shadow models) and ``--references`` reference models for LiRA/RMIA, cached and
-  shared by every method, scenario and seed of the setting (they depend on the split, not the request);
+- one approximator (ReMI's guidance; by default ``per-example``: OUT models at D_train's size) and
+  ``--references`` reference models for LiRA/RMIA, cached and shared by every method, scenario and seed of
+  the setting (they depend on the split, not the request);
 - per scenario (random 10%, one class, 1% of D_train) a *calibration request* of the same kind and size,
   disjoint from every evaluated request, with its own retrain: every method except retraining is tuned on
   it with ``--trials`` Optuna TPE trials (:mod:`miunlearn.tuning`; the objective is documented there),
@@ -65,13 +66,12 @@ from miunlearn.audit.reference_models import prepare_reference_models  # noqa: E
 from miunlearn.config import RunConfig, load_config  # noqa: E402
 from miunlearn.data import Dataset, TensorData, load_dataset, prepare_splits  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
-from miunlearn.guidance import fit_approximator, train_shadows  # noqa: E402
-from miunlearn.guidance.shadows import shadow_store  # noqa: E402
+from miunlearn.guidance import APPROXIMATORS  # noqa: E402
 from miunlearn.io import atomic_write, write_json  # noqa: E402
 from miunlearn.models import build_model, load_weights, save_weights  # noqa: E402
 from miunlearn.registry import Registry  # noqa: E402
 from miunlearn.training import predict_logits, resolve_device, train_model  # noqa: E402
-from miunlearn.training.executors import ModelSpec, build_executor  # noqa: E402
+from miunlearn.training.executors import build_executor  # noqa: E402
 from miunlearn.tuning import CalibrationTask, calibration_metrics, method_fingerprint, tune  # noqa: E402
 from miunlearn.unlearning import METHODS, unlearn  # noqa: E402
 from miunlearn.unlearning.search_space import SEARCH_SPACES  # noqa: E402
@@ -358,14 +358,10 @@ def prepare_setting(name: str, opts: Options, console: Console) -> SettingContex
     dataset = load_setting_data(name, config, opts)
     splits = prepare_splits(dataset, config.data, dataclasses.replace(config.forget, mode="indices", indices=[0]))
     pool = dataset.pool
-    spec = ModelSpec(config.model.name, dataset.info, config.model.width)
     console.log(f"{name}: |D_train|={len(splits.train)}, |D_audit|={len(splits.audit)}; approximator and "
                 f"{opts.references} reference models (cached)")
-    shadows = train_shadows(spec, pool.subset(splits.shadow), config.train, config.approximator.num_shadows,
-                            config.seed, build_executor(config.executor),
-                            shadow_store(config, dataset.info.num_classes, splits.shadow, pool.subset(splits.shadow)),
-                            console)
-    approximator = fit_approximator(config.approximator, shadows)
+    kind = APPROXIMATORS.get(config.approximator.name)
+    approximator, _ = kind.prepare(config, dataset, splits, kind.open_store(config, dataset, splits), console)
     refs = prepare_reference_models(config, dataset, splits, opts.references, 0, cache_root=opts.cache,
                                     console=console, executor=build_executor(config.executor))
     device = resolve_device(config.train.device)

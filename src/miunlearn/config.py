@@ -105,7 +105,7 @@ class TrainConfig:
 class ApproximatorConfig:
     """The privacy approximation function ``A`` that guides ReMI (spec: "Privacy approximation")."""
 
-    name: str = "shadow-nn"
+    name: str = "per-example"
     num_shadows: int = 2
     """Shadow models (``per-example``: OUT models at the target's training-set size)."""
     calibration_fraction: float = 0.1

@@ -504,6 +504,9 @@ from miunlearn.unlearning.search_space import SEARCH_SPACES, suggest_lr_epochs  
 
 @SEARCH_SPACES.register("remi")
 def _remi_space(trial: Any) -> dict[str, Any]:
-    """ReMI's step size and pass budget, and the weights of its leakage, KL and drift terms."""
+    """ReMI's step size and pass budget, the weights of its per-example terms (likelihood, distillation toward
+    the OUT models) and of the anchor, and the stopping level. ``alpha``/``beta`` weigh only the population
+    objective, which the default ``per-example`` approximator does not use, so they are not searched."""
     return suggest_lr_epochs(trial, (1e-4, 3e-3), (2, 30)) | {
-        key: trial.suggest_float(key, 0.1, 10.0, log=True) for key in ("alpha", "beta", "gamma")}
+        key: trial.suggest_float(key, 0.1, 10.0, log=True) for key in ("likelihood", "distill", "gamma")} | {
+        "level": trial.suggest_float("level", 0.05, 0.5)}
