@@ -37,8 +37,8 @@ USER_MODULE = textwrap.dedent("""
         def forward(self, x):
             return self.head(self.body(x))
 """)
-#: a cheap set-up: few shadow epochs, a short attack fit, no progress bars
-FAST = ["train.epochs=15", "approximator.attack_epochs=40", "train.progress=false"]
+#: a cheap set-up: few epochs (the default per-example approximator: its OUT models), no progress bars
+FAST = ["train.epochs=15", "train.progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +90,14 @@ def test_two_requests_a_refused_repeat_and_a_killed_request(user):
     state = root / "state"
     first = _cli(root, "forget", "state", "--request", "first.txt", "--model", "usernets.mlp:TwoLayer",
                  "--model-arg", "hidden=32", "--weights", "model.pt", "--train", "train.npz", "--held-out",
-                 "held_out.npz", "--json", *FAST)
+                 "held_out.npz", "--json", *FAST, "unlearn.remi.min_epochs=1")
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)  # stdout is one JSON document; the logs went to stderr
     assert report["request"] == 1 and report["certificate_data"]["forgotten_ids"] == [0, 1, 2, 5]
-    # 4 rows cannot give a population audit power: the verdict says so, and what size would
+    deployment = json.loads((state / "deployment.json").read_text())
+    assert deployment["settings"]["approximator"]["name"] == "per-example"  # ReMI v2's guidance by default
+    # 4 rows cannot give a population audit power: the verdict says so, and what size would (min_epochs: the
+    # per-example rule finds 4 rows already like held-out ones and would return the model untouched: did-nothing)
     assert report["verdict"] == "inconclusive"
     power = report["certificate_data"]["verdict"]["findings"][0]
     assert power["check"] == "audit-power" and power["numbers"]["required_request_size"] > 4
@@ -128,8 +131,7 @@ def test_two_requests_a_refused_repeat_and_a_killed_request(user):
     (root / "third.txt").write_text("40\n41\n")
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{root}", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "miunlearn", "forget", "state", "-r", "third.txt",
-                                "unlearn.remi.epochs=100000", "unlearn.remi.kl_threshold=0",
-                                "unlearn.remi.member_tolerance=0"], cwd=root, env=env, stderr=subprocess.PIPE,
+                                "unlearn.remi.epochs=100000", "unlearn.remi.min_epochs=100000"], cwd=root, env=env, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 120
     for line in process.stderr:

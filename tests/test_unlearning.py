@@ -61,7 +61,7 @@ def per_example_approximator(info: DatasetInfo, shadow: TensorData, reference: T
     parts = [shadow.subset(range(0, 500)), shadow.subset(range(300, 800))]
     models = [_trained(spec, part, k) for k, part in enumerate(parts)]
     return PerExampleOut.from_models(ApproximatorConfig(num_shadows=2), spec, models,
-                                     reference.subset(range(150)), parts)
+                                     reference.subset(range(150)), parts, info.num_classes)
 
 
 def _trained(spec: ModelSpec, part: TensorData, k: int):

@@ -167,7 +167,7 @@ def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_ar
             shadow: DataSource | None, audit: DataSource | None, config: DeploymentConfig, label_column: str | None,
             console: Console) -> None:
     """Validate everything, fit the approximator and write the state folder (all or nothing)."""
-    from miunlearn.guidance import fit_approximator, train_shadows
+    from miunlearn.guidance import APPROXIMATORS, approximator_problems
     from miunlearn.models import save_weights
     from miunlearn.training.loop import validate_train_config
 
@@ -177,6 +177,10 @@ def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_ar
     validate_train_config(config.train)
     if config.approximator.num_shadows < 1:
         raise MiunlearnError("approximator.num_shadows must be at least 1")
+    approximator_class = APPROXIMATORS.get(config.approximator.name)
+    problems = approximator_problems(config.approximator)
+    if problems:
+        raise MiunlearnError(problems[0])
     train_table = _table(train, label_column, "--train")
     if len(train_table) - len(train_table.positions(ids, "request")) < 2:  # before any training: the IDs exist
         raise MiunlearnError("this request would leave fewer than 2 training rows: that is retraining from nothing")
@@ -195,11 +199,12 @@ def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_ar
     spec, deployed, factory = _deployed_model(model, model_args, weights, info, config.seed)
     _check_outputs(deployed, train_table, tables, spec)
 
-    console.log(f"new state folder {path}: fitting the approximator once ({config.approximator.num_shadows} shadow "
-                f"model(s) on {len(rows['shadow'])} held-out rows, {config.train.epochs} epochs each)")
-    outputs = train_shadows(factory, tables["shadow"].tensors(rows["shadow"]), config.train,
-                            config.approximator.num_shadows, config.seed, console=console)
-    approximator = fit_approximator(config.approximator, outputs)
+    console.log(f"new state folder {path}: fitting the {config.approximator.name} approximator once "
+                f"({config.approximator.num_shadows} model(s) on {len(rows['shadow'])} held-out rows, "
+                f"{config.train.epochs} epochs each)")
+    approximator = approximator_class.fit_held_out(
+        config.approximator, factory, tables["shadow"].tensors(rows["shadow"]), num_classes, len(train_table),
+        config.train, config.seed, console)
     console.log("measuring the deployed model on held-out rows (its OUT statistics)")
     out_stats = _out_statistics(deployed, tables["audit"].tensors(rows["audit"]), config)
     with StateFolder.create(path) as staging:
@@ -326,7 +331,7 @@ def _apply(folder: StateFolder, ids: np.ndarray, model: nn.Module | str | None, 
     info = DatasetInfo("deployed", tuple(deployment["input_shape"]), deployment["num_classes"],
                        len(deployment["input_shape"]) == 3)
     current = _current_model(folder, model, deployment, info)
-    approximator = load_approximator(folder.path / APPROXIMATOR)
+    approximator = load_approximator(folder.path / APPROXIMATOR, lambda: fresh_copy(current, 0))
     number = len(folder.ledger()) + 1
     forget_set, retain_set = train_table.tensors(positions), train_table.tensors(keep)
 

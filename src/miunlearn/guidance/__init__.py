@@ -4,8 +4,14 @@ Nothing here judges a result; that is :mod:`miunlearn.audit`, which never import
 """
 
 from miunlearn.guidance import per_example  # noqa: F401  (registers the per-example approximator)
-from miunlearn.guidance.approximators import APPROXIMATORS, PrivacyApproximator, fit_approximator, load_approximator
+from miunlearn.guidance.approximators import (
+    APPROXIMATORS,
+    PrivacyApproximator,
+    approximator_problems,
+    fit_approximator,
+    load_approximator,
+)
 from miunlearn.guidance.shadows import ShadowOutputs, train_shadows
 
-__all__ = ["APPROXIMATORS", "PrivacyApproximator", "ShadowOutputs", "fit_approximator", "load_approximator",
-           "train_shadows"]
+__all__ = ["APPROXIMATORS", "PrivacyApproximator", "ShadowOutputs", "approximator_problems", "fit_approximator",
+           "load_approximator", "train_shadows"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import ClassVar
@@ -22,8 +23,8 @@ from safetensors.torch import load_file, safe_open, save_file
 from sklearn.metrics import roc_curve
 from torch import nn
 
-from miunlearn.config import ApproximatorConfig, RunConfig, from_dict
-from miunlearn.data import Dataset, Splits
+from miunlearn.config import ApproximatorConfig, RunConfig, TrainConfig, from_dict
+from miunlearn.data import Dataset, Splits, TensorData
 from miunlearn.errors import MiunlearnError
 from miunlearn.guidance.shadows import ShadowOutputs, shadow_store, train_shadows
 from miunlearn.registry import Registry
@@ -65,8 +66,20 @@ class PrivacyApproximator(nn.Module):
         return fit_approximator(config.approximator, outputs), outputs.trained_now
 
     @classmethod
-    def rebuild(cls, config: ApproximatorConfig, num_classes: int, meta: dict) -> PrivacyApproximator:
-        """An unfitted instance shaped as the saved one (``meta``: :meth:`metadata` at save time)."""
+    def fit_held_out(cls, config: ApproximatorConfig, factory: Callable[[], nn.Module], held_out: TensorData,
+                     num_classes: int, train_size: int, recipe: TrainConfig, seed: int,
+                     console: Console) -> PrivacyApproximator:
+        """Fit for a deployed model (the ``forget`` workflow) from held-out rows it never saw, with models built
+        by ``factory`` and trained by ``recipe``; its training set has ``train_size`` rows. Default: shadow models
+        on random halves of ``held_out``."""
+        outputs = train_shadows(factory, held_out, recipe, config.num_shadows, seed, console=console)
+        return fit_approximator(config, outputs)
+
+    @classmethod
+    def rebuild(cls, config: ApproximatorConfig, num_classes: int, meta: dict,
+                factory: Callable[[], nn.Module] | None = None) -> PrivacyApproximator:
+        """An unfitted instance shaped as the saved one (``meta``: :meth:`metadata` at save time; ``factory``:
+        the architecture of any models it holds, where ``meta`` cannot name it)."""
         return cls(config, num_classes)
 
     def metadata(self) -> dict:
@@ -157,8 +170,9 @@ def fit_approximator(config: ApproximatorConfig, shadow: ShadowOutputs) -> Priva
     return cls(config, shadow.num_classes).fit(shadow).freeze()
 
 
-def load_approximator(path: str | Path) -> PrivacyApproximator:
-    """Reload an approximator written by :meth:`PrivacyApproximator.save`."""
+def load_approximator(path: str | Path, factory: Callable[[], nn.Module] | None = None) -> PrivacyApproximator:
+    """Reload an approximator written by :meth:`PrivacyApproximator.save` (``factory``: see
+    :meth:`PrivacyApproximator.rebuild`)."""
     path = Path(path)
     if not path.is_file():
         raise MiunlearnError(f"approximator file {str(path)!r} does not exist (fit one with a run first)")
@@ -171,7 +185,7 @@ def load_approximator(path: str | Path) -> PrivacyApproximator:
         reason = f"no {exc} entry" if isinstance(exc, KeyError) else exc
         raise MiunlearnError(f"{path} is not a miunlearn approximator file ({reason})") from None
     config = from_dict(ApproximatorConfig, saved_config, "approximator")
-    approximator = APPROXIMATORS.get(name).rebuild(config, num_classes, meta)
+    approximator = APPROXIMATORS.get(name).rebuild(config, num_classes, meta, factory)
     expected = approximator.state_dict()
     wrong = sorted(set(expected) ^ set(state)) + sorted(k for k in set(expected) & set(state)
                                                         if expected[k].shape != state[k].shape)

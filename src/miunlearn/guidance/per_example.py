@@ -10,6 +10,7 @@ looks under the current model. The models live in the artefact store and inside 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -19,14 +20,14 @@ from rich.console import Console
 from torch import nn
 
 from miunlearn.artefacts import model_key, open_store, store_folder
-from miunlearn.config import ApproximatorConfig, RunConfig
+from miunlearn.config import ApproximatorConfig, RunConfig, TrainConfig
 from miunlearn.data import Dataset, DatasetInfo, Splits, TensorData
 from miunlearn.errors import MiunlearnError
 from miunlearn.guidance.approximators import APPROXIMATORS, PrivacyApproximator, _log_normal
 from miunlearn.guidance.shadows import ShadowOutputs
 from miunlearn.statistics import logit_confidence
 from miunlearn.training import predict_logits
-from miunlearn.training.executors import ModelJob, ModelSpec, build_executor
+from miunlearn.training.executors import LocalExecutor, ModelJob, ModelSpec, build_executor
 
 
 @dataclass
@@ -42,14 +43,23 @@ class PerExampleConfig:
 def out_model_plan(splits: Splits, calibration_fraction: float, count: int, seed: int) -> dict[str, np.ndarray]:
     """Which samples the OUT models train on: pool = D_shadow ∪ D_ref minus the calibration slice; model k
     trains on the first ``min(|D_train|, |pool|)`` samples of its own permutation of the pool."""
+    return held_out_plan(np.union1d(splits.shadow, splits.ref), len(splits.train), calibration_fraction, count, seed)
+
+
+def held_out_plan(candidates: np.ndarray, train_size: int, calibration_fraction: float, count: int,
+                  seed: int) -> dict[str, np.ndarray]:
+    """Divide ``candidates`` (samples the target never saw) into calibration samples and the OUT models' pool;
+    model k trains on the first ``min(train_size, |pool|)`` samples of its own permutation of the pool."""
     if not 0 < calibration_fraction < 1:
         raise MiunlearnError(f"approximator.calibration_fraction must be in (0, 1), got {calibration_fraction}")
-    candidates = np.union1d(splits.shadow, splits.ref)
     rng = np.random.default_rng([seed, 0x0E7])
     shuffled = rng.permutation(candidates)
     n_cal = max(2, int(round(calibration_fraction * len(candidates))))
     calibration, pool = np.sort(shuffled[:n_cal]), np.sort(shuffled[n_cal:])
-    size = min(len(splits.train), len(pool))
+    if len(pool) < 2:
+        raise MiunlearnError(f"the per-example approximator needs more held-out samples: {len(candidates)} leave "
+                             f"{len(pool)} for its OUT models after {n_cal} calibration samples")
+    size = min(train_size, len(pool))
     orders = np.stack([rng.permutation(len(pool))[:size] for _ in range(count)])
     return {"pool_indices": pool, "calibration": calibration, "orders": orders}
 
@@ -75,13 +85,12 @@ class PerExampleOut(PrivacyApproximator):
     statistics = ("s",)
     Config = PerExampleConfig
 
-    def __init__(self, config: ApproximatorConfig, num_classes: int, spec: ModelSpec | None = None,
-                 count: int = 0, calibration_size: int = 0) -> None:
+    def __init__(self, config: ApproximatorConfig, num_classes: int, spec: Callable[[], nn.Module] | None = None,
+                 count: int = 0, calibration_size: int = 0, input_shape: tuple[int, ...] = ()) -> None:
         super().__init__(config, num_classes)
         self.spec = spec
         self.out_models = nn.ModuleList([spec() for _ in range(count)] if spec is not None else [])
-        shape = spec.info.input_shape if spec is not None else ()
-        self.register_buffer("calibration_x", torch.zeros(calibration_size, *shape))
+        self.register_buffer("calibration_x", torch.zeros(calibration_size, *input_shape))
         self.register_buffer("calibration_y", torch.zeros(calibration_size, dtype=torch.long))
         for key in ("sigma_out", "mu_in", "sigma_in", "mu_non_member", "sigma_non_member"):
             self.register_buffer(key, torch.ones(()))
@@ -104,14 +113,28 @@ class PerExampleOut(PrivacyApproximator):
         result = build_executor(config.executor).run(jobs, pool, console)
         members = [pool.subset(order[:1000]) for order in plan["orders"]]
         return (cls.from_models(config.approximator, spec, result.models, dataset.pool.subset(plan["calibration"]),
-                                members), result.trained)
+                                members, dataset.info.num_classes), result.trained)
 
     @classmethod
-    def from_models(cls, config: ApproximatorConfig, spec: ModelSpec, models: list[nn.Module],
-                    calibration: TensorData, members: list[TensorData]) -> PerExampleOut:
+    def fit_held_out(cls, config: ApproximatorConfig, factory: Callable[[], nn.Module], held_out: TensorData,
+                     num_classes: int, train_size: int, recipe: TrainConfig, seed: int,
+                     console: Console) -> PerExampleOut:
+        """OUT models at the deployed model's training-set size on part of ``held_out``; the rest calibrates."""
+        count = config.num_shadows
+        plan = held_out_plan(np.arange(len(held_out)), train_size, config.calibration_fraction, count, seed)
+        pool = held_out.subset(plan["pool_indices"])
+        jobs = [ModelJob(factory, plan["orders"][k], replace(recipe, seed=seed * 1000 + 500 + k), None,
+                         f"OUT model {k + 1}/{count}") for k in range(count)]
+        models = LocalExecutor().run(jobs, pool, console).models
+        members = [pool.subset(order[:1000]) for order in plan["orders"]]
+        return cls.from_models(config, factory, models, held_out.subset(plan["calibration"]), members, num_classes)
+
+    @classmethod
+    def from_models(cls, config: ApproximatorConfig, spec: Callable[[], nn.Module], models: list[nn.Module],
+                    calibration: TensorData, members: list[TensorData], num_classes: int) -> PerExampleOut:
         """Fit from trained OUT models (``spec`` builds their architecture), samples none of them nor the target
         saw (``calibration``), and some of each model's own training samples (``members``, for ``forward``)."""
-        approximator = cls(config, spec.info.num_classes, spec, len(models), len(calibration))
+        approximator = cls(config, num_classes, spec, len(models), len(calibration), tuple(calibration.x.shape[1:]))
         for mine, trained in zip(approximator.out_models, models):
             mine.load_state_dict(trained.state_dict())
         approximator.calibration_x.copy_(calibration.x)
@@ -120,15 +143,23 @@ class PerExampleOut(PrivacyApproximator):
         return approximator.freeze()
 
     @classmethod
-    def rebuild(cls, config: ApproximatorConfig, num_classes: int, meta: dict) -> PerExampleOut:
-        model = meta["model"]
-        info = DatasetInfo(**{**model["info"], "input_shape": tuple(model["info"]["input_shape"])})
-        return cls(config, num_classes, ModelSpec(model["name"], info, model["width"]), meta["count"],
-                   meta["calibration_size"])
+    def rebuild(cls, config: ApproximatorConfig, num_classes: int, meta: dict,
+                factory: Callable[[], nn.Module] | None = None) -> PerExampleOut:
+        model, shape = meta["model"], meta.get("input_shape")
+        if model is not None:
+            info = DatasetInfo(**{**model["info"], "input_shape": tuple(model["info"]["input_shape"])})
+            factory, shape = ModelSpec(model["name"], info, model["width"]), shape or info.input_shape
+        elif factory is None:
+            raise MiunlearnError("this per-example approximator holds OUT models of a model outside miunlearn's "
+                                 "registry; reload it through the state folder it belongs to")
+        return cls(config, num_classes, factory, meta["count"], meta["calibration_size"], tuple(shape))
 
     def metadata(self) -> dict:
-        return {"model": {"name": self.spec.name, "info": asdict(self.spec.info), "width": self.spec.width},
-                "count": len(self.out_models), "calibration_size": len(self.calibration_y)}
+        """The OUT models' architecture when it is a registered model (else the loader supplies it)."""
+        model = ({"name": self.spec.name, "info": asdict(self.spec.info), "width": self.spec.width}
+                 if isinstance(self.spec, ModelSpec) else None)
+        return {"model": model, "count": len(self.out_models), "calibration_size": len(self.calibration_y),
+                "input_shape": list(self.calibration_x.shape[1:])}
 
     def fit(self, shadow: ShadowOutputs) -> PerExampleOut:
         raise MiunlearnError("the per-example approximator is fitted from its own OUT models (prepare), "
