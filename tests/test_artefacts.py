@@ -23,7 +23,8 @@ def _data(path: Path, seed: int) -> Path:
 
 def _run(data: Path, cache: Path):
     config = load_config(None, [f"data.root={data}", "data.name=npz", "model.width=16", "train.epochs=3",
-                                "train.progress=false", "approximator.num_shadows=2", "approximator.attack_epochs=5",
+                                "train.progress=false", "approximator.name=shadow-nn", "approximator.num_shadows=2",
+                                "approximator.attack_epochs=5",
                                 "unlearn.methods=[remi,retrain]", "unlearn.params.remi.epochs=2",
                                 f"executor.cache_dir={cache}"])
     run = run_experiment(config)

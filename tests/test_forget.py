@@ -131,8 +131,8 @@ def test_two_requests_a_refused_repeat_and_a_killed_request(user):
     (root / "third.txt").write_text("40\n41\n")
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{root}", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "miunlearn", "forget", "state", "-r", "third.txt",
-                                "unlearn.remi.epochs=100000", "unlearn.remi.min_epochs=100000"], cwd=root, env=env, stderr=subprocess.PIPE,
-                               text=True)
+                                "unlearn.remi.epochs=100000", "unlearn.remi.min_epochs=100000"], cwd=root, env=env,
+                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     for line in process.stderr:
         if "request 3: forgetting" in line or time.monotonic() > deadline:

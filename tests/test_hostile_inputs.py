@@ -27,11 +27,12 @@ from miunlearn.cli import app
 from miunlearn.config import ApproximatorConfig, load_config
 from miunlearn.data import DatasetInfo, load_dataset, prepare_splits
 from miunlearn.guidance.approximators import ShadowMLP
+from miunlearn.guidance.per_example import out_model_plan, out_store_location
 from miunlearn.io import RUN_MARKER
 from miunlearn.models import build_model, save_weights
 
 runner = CliRunner()
-CHEAP = ["train.epochs=1", "train.progress=false", "approximator.num_shadows=1", "approximator.attack_epochs=1"]
+CHEAP = ["train.epochs=1", "train.progress=false", "approximator.num_shadows=1"]
 
 
 def blobs(n: int = 120, features: int = 4, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -283,14 +284,31 @@ def missing_split_role(run: Path) -> None:
 # --- artefact stores ------------------------------------------------------------------------------------
 
 def damaged_store(damage: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+    """A run of the shadow-nn approximator whose shadow-model store ``damage`` spoiled."""
     def build(ws: Path) -> list[str]:
-        args = run_args(ws, f"executor.cache_dir={ws / 'cache'}")
+        args = run_args(ws, f"executor.cache_dir={ws / 'cache'}", "approximator.name=shadow-nn")
         config = load_config(None, [a for a in args if "=" in a])
         dataset = load_dataset(config.data)
         splits = prepare_splits(dataset, config.data, config.forget)
         key = model_key(config, dataset.info.num_classes, "shadow", config.seed, config.approximator.num_shadows,
                         dataset.pool.subset(splits.shadow))
         folder = store_folder("shadow-models", key, config.executor.cache_dir)
+        folder.parent.mkdir(parents=True)
+        damage(folder, key)
+        return args
+    return build
+
+
+def damaged_out_store(damage: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+    """A run of the default (per-example) approximator whose OUT-model store ``damage`` spoiled."""
+    def build(ws: Path) -> list[str]:
+        args = run_args(ws, f"executor.cache_dir={ws / 'cache'}")
+        config = load_config(None, [a for a in args if "=" in a])
+        dataset = load_dataset(config.data)
+        splits = prepare_splits(dataset, config.data, config.forget)
+        plan = out_model_plan(splits, config.approximator.calibration_fraction, config.approximator.num_shadows,
+                              config.seed)
+        folder, key = out_store_location(config, dataset, plan)
         folder.parent.mkdir(parents=True)
         damage(folder, key)
         return args
@@ -394,15 +412,21 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "data seed negative": (overrides("data.seed=-1"), 'data.seed must not be negative'),
     "forget seed negative": (overrides("forget.seed=-2"), 'forget.seed must not be negative'),
     "train seed negative": (overrides("train.seed=-3"), 'train.seed must not be negative'),
-    "attack epochs negative": (overrides("approximator.attack_epochs=-5"),
+    "attack epochs negative": (overrides("approximator.name=shadow-nn", "approximator.attack_epochs=-5"),
                                'approximator.attack_epochs must be at least 1'),
-    "hidden 0": (overrides("approximator.hidden=0"), 'approximator.hidden must be at least 1'),
+    "hidden 0": (overrides("approximator.name=shadow-nn", "approximator.hidden=0"),
+                 'approximator.hidden must be at least 1'),
+    "shadow-nn field under the default": (overrides("approximator.attack_epochs=50"),
+                                          "approximator.attack_epochs=50 is ignored by approximator 'per-example'; "
+                                          "remove it"),
     "no shadows": (overrides("approximator.num_shadows=0"), 'approximator.num_shadows must be at least 1'),
     "hidden set for gaussian": (overrides("approximator.name=gaussian", "approximator.hidden=16"),
                                 "approximator.hidden=16 is ignored by approximator 'gaussian'"),
-    "per-class variance for shadow-nn": (overrides("approximator.per_class_variance=true"),
+    "per-class variance for shadow-nn": (overrides("approximator.name=shadow-nn",
+                                                   "approximator.per_class_variance=true"),
                                          "approximator.per_class_variance=True is ignored by approximator 'shadow-nn'"),
-    "top k 0": (overrides("approximator.top_k=0"), 'approximator.top_k must be at least 1'),
+    "top k 0": (overrides("approximator.name=shadow-nn", "approximator.top_k=0"),
+                'approximator.top_k must be at least 1'),
     "fraction in class mode": (overrides("forget.mode=class", "forget.classes=[0]", "forget.fraction=0.2"),
                                "forget.fraction=0.2 is ignored in forget mode 'class'"),
     "count in indices mode": (overrides("forget.mode=indices", "forget.indices=[1,2]", "forget.count=3"),
@@ -518,7 +542,9 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "cache meta corrupt": (damaged_store(corrupt_meta), 'meta.json is not a readable'),
     "cache membership corrupt": (damaged_store(corrupt_membership), 'membership.npz is not a readable'),
     "cache store is a file": (damaged_store(store_is_a_file), 'is a file, not a folder of shadow models'),
-    "cache dir is a file": (cache_is_a_file, "cannot create the store of shadow models"),
+    "cache dir is a file": (cache_is_a_file, "cannot create the store of OUT models"),
+    "cache OUT store is a file": (damaged_out_store(store_is_a_file), 'is a file, not a folder of OUT models'),
+    "cache OUT store is foreign": (damaged_out_store(foreign_store), 'no meta.json'),
     "audit gamma nan": (on_run("audit", None, None, "rmia_gamma=.nan"), "rmia_gamma must be finite"),
     "audit seed negative": (on_run("audit", None, None, "seed=-4"), "seed must not be negative"),
     "cache store is foreign": (damaged_store(foreign_store), 'no meta.json'),

@@ -64,12 +64,17 @@ def held_out_plan(candidates: np.ndarray, train_size: int, calibration_fraction:
     return {"pool_indices": pool, "calibration": calibration, "orders": orders}
 
 
-def out_store(config: RunConfig, dataset: Dataset, plan: dict[str, np.ndarray]) -> Path:
-    """The artefact store of the OUT models (keyed by the content of their pool and calibration samples)."""
+def out_store_location(config: RunConfig, dataset: Dataset, plan: dict[str, np.ndarray]) -> tuple[Path, dict]:
+    """Where the OUT models' artefact store is, and its key (the content of their pool and calibration samples)."""
     data = dataset.pool.subset(np.r_[plan["pool_indices"], plan["calibration"]])
     key = model_key(config, dataset.info.num_classes, "out", config.seed, config.approximator.num_shadows, data)
     key["calibration_fraction"] = config.approximator.calibration_fraction
-    folder = store_folder("out-models", key, config.executor.cache_dir)
+    return store_folder("out-models", key, config.executor.cache_dir), key
+
+
+def out_store(config: RunConfig, dataset: Dataset, plan: dict[str, np.ndarray]) -> Path:
+    """The artefact store of the OUT models (created if new, checked if not)."""
+    folder, key = out_store_location(config, dataset, plan)
     open_store(folder, key, plan, "OUT models", "delete that folder to retrain them")
     return folder
 
