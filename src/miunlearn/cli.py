@@ -253,7 +253,7 @@ def forget(
                                                   "(any form --train takes), divided into reference/shadow/audit "
                                                   "by held_out.*.")] = None,
     reference: Annotated[Path | None, typer.Option("--reference", help="... or the reference rows ...")] = None,
-    shadow: Annotated[Path | None, typer.Option("--shadow", help="... the shadow-model rows ...")] = None,
+    shadow: Annotated[Path | None, typer.Option("--shadow", help="... the approximator's rows (shadow) ...")] = None,
     audit_rows: Annotated[Path | None, typer.Option("--audit", help="... and the audit rows, as files.")] = None,
     method: Annotated[str, typer.Option("--method", help="Unlearning method (see `miunlearn list`).")] = "remi",
     retrain: Annotated[bool, typer.Option("--retrain", help="Also retrain from scratch on what remains, and "

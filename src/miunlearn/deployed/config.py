@@ -18,7 +18,8 @@ class HeldOutConfig:
     reference: int | None = None
     """Rows ReMI may use as "never seen" reference data (D_ref)."""
     shadow: int | None = None
-    """Rows the approximator's shadow models train and test on (D_shadow)."""
+    """Rows the approximator is fitted on (D_shadow): ``per-example``'s OUT models and calibration rows, or
+    ``shadow-nn``'s shadow models."""
     audit: int | None = None
     """Rows only the audit sees, as its non-members (D_audit); never given to the unlearner."""
     seed: int = 0
@@ -29,16 +30,16 @@ class DeploymentConfig:
     """``miunlearn forget`` settings (``section.key=value`` on the command line)."""
 
     train: TrainConfig = field(default_factory=TrainConfig)
-    """The recipe for the shadow models and ``--retrain``: set it to how the deployed model was trained
+    """The recipe for the approximator's models and ``--retrain``: set it to how the deployed model was trained
     (epochs, optimizer, lr...), as near as you know it. Fixed when the state folder is created."""
     approximator: ApproximatorConfig = field(default_factory=ApproximatorConfig)
-    """The privacy approximator, fitted once when the state folder is created."""
+    """The privacy approximator, fitted once when the state folder is created (default: ``per-example``)."""
     held_out: HeldOutConfig = field(default_factory=HeldOutConfig)
     """Fixed when the state folder is created."""
     unlearn: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-method hyper-parameters for this request, e.g. ``unlearn.remi.epochs=60``."""
     seed: int = 0
-    """Seed of the shadow models; each request's seed is this plus its number."""
+    """Seed of the approximator's models; each request's seed is this plus its number."""
 
     #: sections that the state folder fixes at creation; a later request may not change them
     FIXED = ("train", "approximator", "held_out", "seed")

@@ -1,10 +1,11 @@
 """A deletion request against a deployed model: unlearn, audit, certify, record, all or nothing.
 
 The first request against a model creates its state folder (:mod:`miunlearn.deployed.state`) and pays
-once for what every later request reuses: the held-out split, the shadow models and the fitted
-approximator, and the deployed model's OUT statistics (its behaviour on held-out rows). Each request
-then starts from the current weights, removes the named rows with the chosen method, audits the result
-on the user's held-out audit rows, and commits new weights, a certificate and a ledger line.
+once for what every later request reuses: the held-out split, the approximator fitted on models of its own
+(by default ReMI v2's per-example OUT models), and the deployed model's OUT statistics (its behaviour on
+held-out rows). Each request then starts from the current weights, removes the named rows with the chosen
+method, audits the result on the user's held-out audit rows, and commits new weights, a certificate and a
+ledger line.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
       deployment.json           what the deployed model is: model spec, data hashes, settings, OUT statistics
       held_out_split.npz        which held-out rows are reference, shadow and audit rows (fixed once)
       original.safetensors      the deployed weights as given
-      approximator.safetensors  the privacy approximator, fitted once on shadow models
+      approximator.safetensors  the privacy approximator (and its OUT models), fitted once on shadow rows
       current.safetensors       the weights after the last applied request
       ledger.jsonl              one JSON line per applied request
       requests/0001/            weights.safetensors, certificate.json, certificate.html
