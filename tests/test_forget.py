@@ -22,6 +22,8 @@ from typer.testing import CliRunner
 import miunlearn
 from miunlearn.cli import app
 from miunlearn.errors import MiunlearnError
+from miunlearn.guidance import load_approximator
+from miunlearn.guidance.approximators import ShadowMLP
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 USER_MODULE = textwrap.dedent("""
@@ -96,6 +98,8 @@ def test_two_requests_a_refused_repeat_and_a_killed_request(user):
     assert report["request"] == 1 and report["certificate_data"]["forgotten_ids"] == [0, 1, 2, 5]
     deployment = json.loads((state / "deployment.json").read_text())
     assert deployment["settings"]["approximator"]["name"] == "per-example"  # ReMI v2's guidance by default
+    with pytest.raises(MiunlearnError, match="reload it through the state folder"):  # OUT models of the user's class
+        load_approximator(state / "approximator.safetensors")
     # 4 rows cannot give a population audit power: the verdict says so, and what size would (min_epochs: the
     # per-example rule finds 4 rows already like held-out ones and would return the model untouched: did-nothing)
     assert report["verdict"] == "inconclusive"
@@ -218,6 +222,11 @@ def test_wrong_architecture_names_keys_and_shapes(user, tmp_path, monkeypatch):
     (["--model", "usernets.mlp:TwoLayer", "--model-arg", "depth=3"], "unexpected keyword argument 'depth'"),
     (["--model", "usernets.mlp:TwoLayer", "--held-out", "missing.npz"], "does not exist"),
     (["--model", "usernets.mlp:TwoLayer", "held_out.reference=400"], "held_out.* ask for"),
+    (["--model", "usernets.mlp:TwoLayer", "approximator.attack_epochs=40"],
+     "approximator.attack_epochs=40 is ignored by approximator 'per-example'"),
+    (["--model", "usernets.mlp:TwoLayer", "approximator.name=shadow-nn", "approximator.hidden=0"],
+     "approximator.hidden must be at least 1"),
+    (["--model", "usernets.mlp:TwoLayer", "approximator.name=lira"], "unknown approximator 'lira'"),
 ])
 def test_bad_first_request_is_one_line_before_any_training(user, tmp_path, monkeypatch, args, message):
     root, _ = user
@@ -240,8 +249,16 @@ def test_csv_training_file_and_pt_weights_wrapped_in_a_dict(user, tmp_path):
     torch.save({"state_dict": torch.load(root / "model.pt", weights_only=True), "epoch": 200}, tmp_path / "ckpt.pth")
     result = miunlearn.forget(tmp_path / "state", ["row1", "row2"], model=f"{root}/usernets/mlp.py:TwoLayer",
                               weights=tmp_path / "ckpt.pth", train=tmp_path / "train.csv",
-                              held_out=root / "held_out.npz", settings=FAST)
+                              held_out=root / "held_out.npz",
+                              settings=[*FAST, "approximator.name=shadow-nn", "approximator.attack_epochs=40"])
     assert result.certificate["forgotten_ids"] == ["row1", "row2"]
+    # the spec's shadow-model approximator, when named, is the one the state folder keeps and the next request uses
+    assert json.loads((tmp_path / "state" / "deployment.json").read_text())["settings"]["approximator"]["name"] \
+        == "shadow-nn"
+    assert isinstance(load_approximator(tmp_path / "state" / "approximator.safetensors"), ShadowMLP)
+    again = miunlearn.forget(tmp_path / "state", ["row3", "row4"], model=f"{root}/usernets/mlp.py:TwoLayer",
+                             train=tmp_path / "train.csv")
+    assert again.certificate["forgotten_ids"] == ["row3", "row4"]
 
 
 def test_unlearn_takes_scikit_learn_arrays_as_they_come():
