@@ -306,7 +306,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> tuple[Pa
 
 ROLE_NAMES = {"train": "D_train: the target's training set (members)", "forget": "D_f: forgotten (part of D_train)",
               "retain": "D_r: retained (D_train minus D_f)", "ref": "D_ref: never-seen rows the unlearner may use",
-              "shadow": "D_shadow: the approximator's shadow models only",
+              "shadow": "D_shadow: the approximator's models (OUT or shadow) only",
               "audit": "D_audit: never-seen rows only the audit sees", "test": "D_test: accuracy"}
 
 
