@@ -296,3 +296,20 @@ def test_an_unknown_id_in_the_first_request_is_refused_before_any_training(user,
                          weights=root / "model.pt", train=root / "train.npz", held_out=root / "held_out.npz",
                          settings=FAST)
     assert not (tmp_path / "state").exists() and not list(tmp_path.iterdir())
+
+
+def test_a_model_left_unchanged_on_purpose_is_not_reported_as_did_nothing():
+    """No step taken because the stopping test already held, and no attack objects: the rows already looked
+    unseen. The same unchanged model with an attack that still sees the rows stays "did-nothing"."""
+    from miunlearn.audit.usefulness import Finding
+    from miunlearn.deployed.forget import _verdict
+
+    power = Finding("audit-power", False, "enough power")
+    unchanged = [Finding("did-nothing", True, "did nothing: ...")]
+    passed = {"loss": {"auc": 0.51, "threshold": 0.6, "passed": True}}
+    failed = {"loss": {"auc": 0.70, "threshold": 0.6, "passed": False}}
+    assert _verdict(passed, power, unchanged, trained_samples=0)["status"] == "nothing-to-forget"
+    assert _verdict(failed, power, unchanged, trained_samples=0)["status"] == "did-nothing"
+    assert _verdict(passed, power, unchanged, trained_samples=128)["status"] == "did-nothing"
+    weak = Finding("audit-power", True, "the audit has no power here")
+    assert _verdict(passed, weak, unchanged, trained_samples=0)["status"] == "inconclusive"

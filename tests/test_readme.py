@@ -18,5 +18,6 @@ def test_readme_own_model_example_runs(capsys):
     block = next(b for b in blocks if "miunlearn.forget(" in b)
     exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out
-    assert re.search(r"^(forgotten|inconclusive|not-forgotten|did-nothing|over-forgetting) - ", out, re.M)
+    statuses = "forgotten|nothing-to-forget|inconclusive|not-forgotten|did-nothing|over-forgetting"
+    assert re.search(rf"^({statuses}) - ", out, re.M)
     assert "new weights:" in out

@@ -465,10 +465,18 @@ def auc_threshold(n_members: int, n_non_members: int, tests: int, level: float =
     return min(1.0, 0.5 + float(norm.ppf(1 - level / tests)) * se)
 
 
-def _verdict(attacks: dict, power: Finding, findings: list[Finding]) -> dict[str, Any]:
+def _verdict(attacks: dict, power: Finding, findings: list[Finding], trained_samples: int) -> dict[str, Any]:
+    """The certificate's one status. A method that chose to take no step (``trained_samples`` 0: its stopping
+    test held before the first step) and whose result no attack tells from never-seen rows is not "did
+    nothing": the rows already looked unseen. It is still flagged when an attack disagrees."""
     flagged = {f.check: f for f in findings if f.flagged}
     failed = [a for a, r in attacks.items() if not r["passed"]]
-    if "did-nothing" in flagged:
+    if "did-nothing" in flagged and trained_samples == 0 and not failed:
+        status = "inconclusive" if power.flagged else "nothing-to-forget"
+        summary = ("the model was left unchanged: the method's stopping test found the requested rows already "
+                   "like never-seen rows before any step, and no audit attack tells them apart"
+                   + (f"; but {power.message}" if power.flagged else ""))
+    elif "did-nothing" in flagged:
         status, summary = "did-nothing", flagged["did-nothing"].message
     elif "over-forgetting" in flagged:
         status, summary = "over-forgetting", flagged["over-forgetting"].message
@@ -496,7 +504,7 @@ def _certificate(number: int, ids: np.ndarray, previously: int, record: Any, aud
         "format": "miunlearn-certificate/1",
         "request": number,
         "time": _now(),
-        "verdict": _verdict(audit["attacks"], audit["power"], audit["findings"]),
+        "verdict": _verdict(audit["attacks"], audit["power"], audit["findings"], record.samples_trained),
         "forgotten_ids": ids_json(ids),
         "count": len(ids),
         "previously_forgotten": previously,

@@ -11,7 +11,8 @@ import json
 from typing import Any
 
 #: verdict status -> banner colour (background, text)
-COLOURS = {"forgotten": ("#d8f0dc", "#14532d"), "inconclusive": ("#fdf1c7", "#713f12"),
+COLOURS = {"forgotten": ("#d8f0dc", "#14532d"), "nothing-to-forget": ("#d8f0dc", "#14532d"),
+           "inconclusive": ("#fdf1c7", "#713f12"),
            "not-forgotten": ("#fbd5d5", "#7f1d1d"), "did-nothing": ("#fbd5d5", "#7f1d1d"),
            "over-forgetting": ("#fbd5d5", "#7f1d1d")}
 SHOWN_IDS = 200
