@@ -278,15 +278,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Read a YAML run config (optional), apply ``key=value`` overrides, validate, resolve seeds."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise MiunlearnError(f"config file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError:
-            raise MiunlearnError(f"config file {str(path)!r} is not UTF-8 text") from None
-        except yaml.YAMLError as exc:
-            raise MiunlearnError(f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from None
+        data = read_yaml(path, "config file")
         if not isinstance(data, dict):
             raise MiunlearnError(f"config file {str(path)!r} must hold a mapping of sections (data:, train:, ...), "
                                  f"not a {type(data).__name__}")
@@ -299,17 +291,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config
 
 
+def read_yaml(path: str | Path, what: str, missing_hint: str = "") -> Any:
+    """A YAML file's content (``{}`` when empty); one-line errors for a missing, non-UTF-8 or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MiunlearnError(f"{what} {str(path)!r} does not exist{missing_hint}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise MiunlearnError(f"{what} {str(path)!r} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        raise MiunlearnError(f"{what} {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from None
+
+
 def preset_params(path: str | Path) -> dict[str, dict[str, Any]]:
     """The ``unlearn.params`` of a preset file (tuned settings written by ``benchmarks/leaderboard.py``)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise MiunlearnError(f"unlearn.preset file {str(path)!r} does not exist (presets: benchmarks/presets/*.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError:
-        raise MiunlearnError(f"unlearn.preset file {str(path)!r} is not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        raise MiunlearnError(f"unlearn.preset file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from None
+    data = read_yaml(Path(path).expanduser(), "unlearn.preset file", " (presets: benchmarks/presets/*.yaml)")
     params = (data.get("unlearn") or {}).get("params") if isinstance(data, dict) else None
     if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
         raise MiunlearnError(f"unlearn.preset file {str(path)!r} has no unlearn.params mapping of method -> settings")
