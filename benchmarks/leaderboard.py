@@ -63,6 +63,7 @@ from miunlearn.audit.lira import lira_online  # noqa: E402
 from miunlearn.audit.metrics import average_gap  # noqa: E402
 from miunlearn.audit.reference_attacks import lira_statistic  # noqa: E402
 from miunlearn.audit.reference_models import prepare_reference_models  # noqa: E402
+from miunlearn.audit.verdict import holm as adjusted_pvalues  # noqa: E402
 from miunlearn.config import RunConfig, load_config  # noqa: E402
 from miunlearn.data import Dataset, TensorData, load_dataset, prepare_splits  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
@@ -275,14 +276,10 @@ def paired_pvalue(stat: Callable, a: tuple[np.ndarray, np.ndarray], b: tuple[np.
 
 
 def holm(pvalues: dict[str, float], alpha: float = HOLM_ALPHA) -> dict[str, bool]:
-    """Holm's step-down correction: which hypotheses are rejected at family-wise level ``alpha``."""
-    rejected, order = {}, sorted(pvalues, key=pvalues.get)
-    for rank, name in enumerate(order):
-        if pvalues[name] > alpha / (len(order) - rank):
-            rejected.update(dict.fromkeys(order[rank:], False))
-            break
-        rejected[name] = True
-    return rejected
+    """Which hypotheses Holm's step-down correction rejects at family-wise level ``alpha`` (the audit's
+    adjusted p-values, :func:`miunlearn.audit.verdict.holm`, at most ``alpha``)."""
+    names = list(pvalues)
+    return {name: adjusted <= alpha for name, adjusted in zip(names, adjusted_pvalues([pvalues[n] for n in names]))}
 
 
 def verdict(scores: dict[str, tuple[np.ndarray, np.ndarray]], retrained: dict[str, tuple[np.ndarray, np.ndarray]],
