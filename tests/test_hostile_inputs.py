@@ -436,6 +436,9 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "requests above forget size": (overrides("forget.requests=100000"),
                                    'forget.requests=100000 but the forget set has only'),
     "zero requests": (overrides("forget.requests=0"), 'forget.requests must be at least 1'),
+    "one-sample request for the population objective": (
+        overrides("approximator.name=shadow-nn", "forget.count=1", "unlearn.methods=[remi]"),
+        "remi objective 'population' matches batch statistics and needs at least 2 forgotten samples, got 1"),
     "zero epochs": (overrides("train.epochs=0"), 'train.epochs must be at least 1'),
     "zero batch": (overrides("train.batch_size=0"), 'train.batch_size must be at least 1'),
     "unknown optimizer": (overrides("train.optimizer=adamw2"), "unknown optimizer 'adamw2'"),

@@ -1,3 +1,4 @@
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -274,3 +275,21 @@ def test_per_example_approximator_round_trips_through_its_file(request_parts, tm
     logits = torch.randn(8, 5, requires_grad=True)
     reloaded(logits, forget.y[:8]).sum().backward()
     assert logits.grad.abs().sum() > 0 and not any(p.requires_grad for p in reloaded.parameters())
+
+
+def test_remi_acts_on_a_one_sample_request(request_parts):
+    """One person's deletion is the commonest request: ReMI must take steps on it, not skip batches of one."""
+    parts = dict(request_parts, forget=request_parts["forget"].subset([0]))
+    model = parts.pop("model")
+    before = _s(model, parts["forget"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = unlearn(model, method="remi", config={"min_epochs": 1, "epochs": 1}, **parts)
+    assert result.record.history[-1]["epoch"] >= 1
+    assert _s(result.model, parts["forget"]) < before
+
+
+def test_remi_population_objective_refuses_a_one_sample_request_with_a_way_out(request_parts, shadow_nn):
+    parts = dict(request_parts, approximator=shadow_nn, forget=request_parts["forget"].subset([0]))
+    with pytest.raises(MiunlearnError, match="needs at least 2 forgotten samples.*per-example"):
+        unlearn(parts.pop("model"), method="remi", config={"objective": "population"}, **parts)

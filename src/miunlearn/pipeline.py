@@ -159,6 +159,10 @@ def prepare(config: RunConfig, out_dir: str | Path | None = None, overwrite: boo
         if splits is not None and config.forget.requests >= 1:
             requests = _collect(problems, lambda: split_requests(splits.forget, config.forget.requests,
                                                                   config.forget.seed))
+        if requests and config.approximator.name in APPROXIMATORS and not config.approximator.load:
+            smallest = min(len(r) for r in requests)
+            approximator_type = APPROXIMATORS.get(config.approximator.name)
+            problems += [p for m in methods.values() if (p := m.request_problem(smallest, approximator_type))]
         if config.model.name in MODELS and (config.model.width is None or config.model.width >= 1):
             target = _collect(problems, lambda: _target(config, dataset))
         if config.approximator.load:

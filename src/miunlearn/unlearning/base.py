@@ -78,6 +78,10 @@ class UnlearningMethod(ABC):
         """Why this method cannot be guided by ``approximator`` (a registered class), if it cannot."""
         return None
 
+    def request_problem(self, forget_size: int, approximator: type[PrivacyApproximator]) -> str | None:
+        """Why this method cannot serve a request of ``forget_size`` samples under ``approximator``, if it cannot."""
+        return None
+
     @abstractmethod
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         """Unlearn in place on ``model`` (already a copy); return the per-epoch log and the stop reason."""

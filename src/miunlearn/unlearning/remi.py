@@ -148,6 +148,9 @@ def distribution_match(forget: torch.Tensor, held_out: torch.Tensor, tail: float
 class Objective(ABC):
     """The privacy part of ReMI's loss and its stopping rule, set up once per request."""
 
+    min_batch = 1
+    """Fewest forgotten samples a step needs (batch statistics need two)."""
+
     def __init__(self, config: RemiConfig, request: UnlearningRequest, model: nn.Module, forget: TensorData,
                  reference: TensorData, device: torch.device) -> None:
         self.config, self.request, self.forget, self.reference = config, request, forget, reference
@@ -178,6 +181,8 @@ AUTO = "auto"
 class PopulationObjective(Objective):
     """The spec's objective: softplus(a) towards "non-member" and a Gaussian KL of ``s`` to D_ref's."""
 
+    min_batch = 2
+
     def __init__(self, config: RemiConfig, request: UnlearningRequest, model: nn.Module, forget: TensorData,
                  reference: TensorData, device: torch.device) -> None:
         super().__init__(config, request, model, forget, reference, device)
@@ -199,7 +204,7 @@ class PopulationObjective(Objective):
             logits = predict_logits(model, data).to(data.y.device)
             prob = torch.sigmoid(self.approximator(logits, data.y))
             out[f"{key}_member_prob"] = float(prob.mean())
-            std_errors.append(float(prob.var()) / len(prob))
+            std_errors.append(float(prob.var(correction=int(len(prob) > 1))) / len(prob))
             scores[key] = logit_confidence(logits, data.y)
         out["kl_full"] = float(gaussian_kl(*moments(scores["forget"]), *moments(scores["ref"])))
         c = self.config
@@ -379,14 +384,29 @@ class ReMI(UnlearningMethod):
             for p, flag in flags.items():
                 p.requires_grad_(flag)
 
+    def request_problem(self, forget_size: int, approximator: type) -> str | None:
+        name = self._objective_name(approximator)
+        needed = OBJECTIVES.get(name).min_batch
+        if forget_size < needed:
+            return (f"remi objective {name!r} matches batch statistics and needs at least {needed} forgotten "
+                    f"samples, got {forget_size}; use the per-example objective (approximator.name=per-example) "
+                    "for single-sample requests")
+        return None
+
+    def _objective_name(self, approximator: type) -> str:
+        if self.config.objective != AUTO:
+            return self.config.objective
+        return "per-example" if hasattr(approximator, "out_statistics") else "population"
+
     def _objective(self, model: nn.Module, request: UnlearningRequest, forget: TensorData, reference: TensorData,
                    retain: TensorData, device: torch.device) -> Objective:
         classes = forgotten_classes(forget, retain)
         if len(classes):
             return ClassObjective(self.config, request, model, forget, reference, device, classes.to(device))
-        name = self.config.objective
-        if name == AUTO:
-            name = "per-example" if hasattr(request.approximator, "out_statistics") else "population"
+        problem = self.request_problem(len(forget), type(request.approximator))
+        if problem:
+            raise MiunlearnError(problem)
+        name = self._objective_name(type(request.approximator))
         return OBJECTIVES.get(name)(self.config, request, model, forget, reference, device)
 
     def _run(self, model: nn.Module, request: UnlearningRequest,
@@ -418,7 +438,7 @@ class ReMI(UnlearningMethod):
         steps, start = 0, time.perf_counter()
         for epoch in progress(range(c.epochs), c.epochs, "remi", request.recipe.progress):
             for i, f_idx in enumerate(self._epoch_batches(len(forget), steps_per_epoch, generator, device), 1):
-                if len(f_idx) >= 2:
+                if len(f_idx) >= objective.min_batch:
                     for key, value in self._step(model, objective, optimizer, generator, forget, retain, reference,
                                                  anchor, f_idx, request).items():
                         sums[key] = sums.get(key, 0.0) + value
