@@ -268,3 +268,24 @@ def test_a_method_that_leaves_non_finite_weights_gets_a_row_without_metrics(tmp_
     assert tuple(broken) == leaderboard.ROW_KEYS and broken["avg_gap"] is None and broken["forget_acc"] is None
     assert broken["seconds"] > 0 and rows["ssd"]["avg_gap"] is not None
     assert rows["ssd"]["ulira_auc"] is not None and broken["ulira_auc"] is None
+
+
+def test_remi_diagnosis_sets_out_models_and_remi_beside_the_retrains(quick_run: dict, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    import remi_diagnose
+
+    args = ["digits_mlp", "random10", "--quick", "--seeds", "2", "--cache", str(quick_run["cache"]),
+            "--presets", str(quick_run["out"] / "presets"), "--out", str(tmp_path)]
+    assert remi_diagnose.main(args) == 0
+    path = tmp_path / "remi_diagnose-digits_mlp-random10.json"
+    stored = json.loads(path.read_text())
+    assert [r["seed"] for r in stored["rows"]] == [0, 1]
+    for row in stored["rows"]:
+        assert len(row["retrain_forget_acc"]) == 2 and len(row["out_forget_acc"]) >= 1
+        assert all(0 <= a <= 1 for a in [*row["retrain_forget_acc"], *row["out_forget_acc"], *row["remi"].values()])
+        assert row["remi_avg_gap"] >= 0 and row["remi_stop_reason"]
+    assert "retrain vs retrain" in capsys.readouterr().out
+    assert remi_diagnose.main(args) == 0  # resumes: every seed already stored, nothing recomputed
+    assert json.loads(path.read_text()) == stored
+    assert remi_diagnose.main(["digits_mlp", "nosuch"]) == 2
+    assert "unknown leaderboard scenario 'nosuch'" in capsys.readouterr().err

@@ -1,0 +1,164 @@
+"""Where ReMI's distance to retraining comes from, per seed, on a leaderboard setting.
+
+    OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py location_mlp random10 --seeds 8
+
+For each seed (the leaderboard's target, request and independent retrains, cached in its folder) it puts side by
+side: the two retrains' forget accuracy (their spread is the noise floor), the forget accuracy of each OUT model of
+ReMI's per-example approximator and of their averaged prediction (what ReMI's targets are built from: models that
+never saw D_train), and ReMI at the setting's tuned preset (``benchmarks/presets/<setting>-<scenario>.yaml``):
+its metrics, average gap, the accuracy it keeps on D_r, and why it stopped. Seeds beyond the leaderboard's three
+are targets the tuning never saw either.
+
+Rows go to ``benchmarks/results/remi_diagnose-<setting>-<scenario>.json`` (rewritten atomically after each seed;
+a rerun skips the seeds it holds unless ReMI's code or preset changed) and a markdown summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from rich.console import Console
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import leaderboard as lb  # noqa: E402
+
+from miunlearn.audit.metrics import average_gap  # noqa: E402
+from miunlearn.errors import MiunlearnError  # noqa: E402
+from miunlearn.io import write_json  # noqa: E402
+from miunlearn.training import predict_logits  # noqa: E402
+from miunlearn.tuning import method_fingerprint  # noqa: E402
+from miunlearn.unlearning import unlearn  # noqa: E402
+
+KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
+
+
+def accuracy(model: torch.nn.Module, data) -> float:
+    return float((predict_logits(model, data).argmax(1) == data.y.cpu()).float().mean())
+
+
+def preset_params(presets: Path, setting: str, scenario: str) -> dict:
+    path = presets / f"{setting}-{scenario}.yaml"
+    if not path.is_file():
+        raise MiunlearnError(f"no tuned preset {path}: run `python benchmarks/leaderboard.py --settings {setting} "
+                             f"--scenarios {scenario}` (same --quick/--presets) first")
+    return yaml.safe_load(path.read_text())["unlearn"]["params"].get("remi", {})
+
+
+def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: int, params: dict) -> dict:
+    request = lb.make_request(ctx, scenario, seed)
+    target = lb.target_model(ctx, seed)
+    folder = ctx.folder / scenario / f"seed-{seed}"
+    models = [lb.retrained(ctx, target, request, folder / f"retrain-{r}.safetensors", seed=retrains * seed + r)
+              for r in range(retrains)]
+    pool = ctx.dataset.pool
+    sets = lb.EvaluationSets(request.retain, request.forget, ctx.dataset.test, pool.subset(ctx.audit))
+    scored_idx = np.r_[request.forget_idx, ctx.audit]
+    scored = pool.subset(scored_idx)
+    member = ctx.refs.membership_of(scored_idx)
+    ref_logits = torch.stack([predict_logits(m.to(ctx.device), scored, ctx.device) for m in ctx.refs.models])
+
+    def audit(model: torch.nn.Module) -> lb.Audited:
+        return lb.audit_model(ctx, model, sets, scored, len(request.forget_idx), member, ref_logits)
+
+    retrain_audits = [audit(m) for m, _ in models]
+    mean_retrain = {k: float(np.mean([a.metrics[k] for a in retrain_audits])) for k in KEYS}
+    out_models = list(getattr(ctx.approximator, "out_models", []))
+    out_probs = [torch.softmax(predict_logits(m, request.forget), 1) for m in out_models]
+    start = time.perf_counter()
+    result = unlearn(target, request.forget, request.retain, "remi", params or None, reference=ctx.reference,
+                     approximator=ctx.approximator, recipe=ctx.config.train, seed=seed)
+    seconds = time.perf_counter() - start
+    remi = audit(result.model)
+    return {
+        "seed": seed,
+        "retrain_forget_acc": [a.metrics["forget_acc"] for a in retrain_audits],
+        "floor_avg_gap": lb.floor_of(retrain_audits)["avg_gap"],
+        "out_forget_acc": [float((p.argmax(1) == request.forget.y).float().mean()) for p in out_probs],
+        "out_ensemble_forget_acc": (float((torch.stack(out_probs).mean(0).argmax(1) == request.forget.y)
+                                          .float().mean()) if out_probs else None),
+        "original_retain_acc": accuracy(target, request.retain),
+        "remi": {k: remi.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in KEYS},  # as leaderboard rows
+        "remi_avg_gap": average_gap(remi.metrics, mean_retrain),
+        "remi_strong_auc": lb.strongest(remi)[0],
+        "retrain_strong_auc": [lb.strongest(a)[0] for a in retrain_audits],
+        "remi_epochs": result.record.history[-1]["epoch"] if result.record.history else 0.0,
+        "remi_stop_reason": result.record.stop_reason,
+        "speedup": float(np.mean([facts["seconds"] for _, facts in models])) / seconds,
+    }
+
+
+def summary(rows: list[dict]) -> str:
+    lines = ["| seed | retrains' forget % | OUT models' forget % (ensemble) | ReMI forget % | ReMI retain % | "
+             "ReMI avg gap | floor | ReMI epochs | speedup |", "|" + "---|" * 9]
+    for r in rows:
+        out = ", ".join(f"{a * 100:.1f}" for a in r["out_forget_acc"])
+        ensemble = f" ({r['out_ensemble_forget_acc'] * 100:.1f})" if r["out_ensemble_forget_acc"] is not None else ""
+        retrains = ", ".join(f"{a * 100:.1f}" for a in r["retrain_forget_acc"])
+        lines.append(f"| {r['seed']} | {retrains} | {out}{ensemble} "
+                     f"| {r['remi']['forget_acc'] * 100:.1f} | {r['remi']['retain_acc'] * 100:.1f} | "
+                     f"{r['remi_avg_gap']:.2f} | {r['floor_avg_gap']:.2f} | {r['remi_epochs']:.1f} | "
+                     f"{r['speedup']:.1f}x |")
+    mean_retrain = [np.mean(r["retrain_forget_acc"]) for r in rows]
+    floor = np.mean([abs(r["retrain_forget_acc"][0] - r["retrain_forget_acc"][1]) for r in rows]) * 100
+    out_dist = np.mean([abs(a - m) for r, m in zip(rows, mean_retrain) for a in r["out_forget_acc"]]) * 100
+    bias = np.mean([a - m for r, m in zip(rows, mean_retrain) for a in r["out_forget_acc"]]) * 100
+    remi_bias = np.mean([r["remi"]["forget_acc"] - m for r, m in zip(rows, mean_retrain)]) * 100
+    gaps, floors = [r["remi_avg_gap"] for r in rows], [r["floor_avg_gap"] for r in rows]
+    damaged = sum(r["remi"]["retain_acc"] < r["original_retain_acc"] - 0.02 for r in rows)
+    lines += ["", f"Forget accuracy, {len(rows)} seeds: retrain vs retrain |Δ| {floor:.1f} points; an OUT model vs the "
+              f"retrains' mean |Δ| {out_dist:.1f} (signed {bias:+.1f}); ReMI vs the retrains' mean {remi_bias:+.1f}. "
+              f"ReMI lost more than 2 points of D_r accuracy on {damaged} of {len(rows)} targets. "
+              f"ReMI avg gap {np.mean(gaps):.2f} ± {np.std(gaps):.2f} (floor {np.mean(floors):.2f})."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("setting")
+    parser.add_argument("scenario")
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--quick", action="store_true", help="the leaderboard's --quick targets, cache and presets")
+    parser.add_argument("--cache", type=Path, help="the leaderboard's --cache (default: its own)")
+    parser.add_argument("--presets", type=Path, help="the leaderboard's --presets (default: its own)")
+    args = parser.parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        lb.SETTINGS.validate(args.setting)
+        lb.SCENARIOS.validate(args.scenario)
+        if args.seeds < 1:
+            raise MiunlearnError(f"--seeds must be at least 1, got {args.seeds}")
+        opts = lb.parse_args(["--settings", args.setting, *(["--quick"] if args.quick else []),
+                              *(["--cache", str(args.cache)] if args.cache else []),
+                              *(["--presets", str(args.presets)] if args.presets else [])])
+        params = preset_params(opts.presets, args.setting, args.scenario)
+        path = args.out / f"remi_diagnose-{args.setting}-{args.scenario}.json"
+        version = {"remi": method_fingerprint("remi"), "params": params}
+        stored = lb.Results._read(path, {})
+        rows = stored.get("rows", []) if stored.get("version") == version else []
+        args.out.mkdir(parents=True, exist_ok=True)
+        ctx = lb.prepare_setting(args.setting, opts, console)
+        for seed in range(args.seeds):
+            if any(r["seed"] == seed for r in rows):
+                continue
+            console.log(f"{args.setting}/{args.scenario}: seed {seed}")
+            rows.append(diagnose_seed(ctx, args.scenario, seed, opts.retrains, params))
+            write_json(path, {"version": version, "command": "OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py "
+                              + " ".join(argv), "machine": lb.machine(), "rows": rows})
+        print(summary(sorted(rows, key=lambda r: r["seed"])[: args.seeds]))
+    except MiunlearnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
