@@ -108,3 +108,22 @@ def test_a_trial_that_breaks_the_model_scores_infinity_instead_of_stopping_the_s
 
     task, _ = _task()
     assert evaluate_params("gradient-ascent", {"lr": 1e30, "epochs": 3}, task) == float("inf")
+
+
+@pytest.mark.slow
+def test_ray_tune_trials_land_in_the_same_cache_as_local_ones(tmp_path: Path) -> None:
+    """``executor=ray``: Ray Tune runs the trials (OptunaSearch, TPE) and the study records them, so a local rerun
+    with the same budget finds them all and a larger one adds only the missing trials."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
+    try:
+        task, _ = _task()
+        storage = tmp_path / "finetune.journal"
+        remote = tune("finetune", task, 2, storage, {"request": [1, 2]}, executor="ray")
+    finally:
+        ray.shutdown()
+    assert remote.trials_run_now == 2 and set(remote.params) == {"lr", "epochs"} and np.isfinite(remote.value)
+    local = tune("finetune", task, 2, storage, {"request": [1, 2]})
+    assert local.trials_run_now == 0 and local.params == remote.params and local.value == remote.value
+    assert tune("finetune", task, 3, storage, {"request": [1, 2]}).trials_run_now == 1
