@@ -1,6 +1,7 @@
 """Where ReMI's distance to retraining comes from, per seed, on a leaderboard setting.
 
     OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py location_mlp random10 --seeds 8
+    OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py location_mlp random10 --seeds 8 --set target_order=random
 
 For each seed (the leaderboard's target, request and independent retrains, cached in its folder) it puts side by
 side: the two retrains' forget accuracy (their spread is the noise floor), the forget accuracy of each OUT model of
@@ -9,7 +10,8 @@ never saw D_train), and ReMI at the setting's tuned preset (``benchmarks/presets
 its metrics, average gap, the accuracy it keeps on D_r, and why it stopped. Seeds beyond the leaderboard's three
 are targets the tuning never saw either.
 
-Rows go to ``benchmarks/results/remi_diagnose-<setting>-<scenario>.json`` (rewritten atomically after each seed;
+``--set key=value`` changes ReMI settings on top of the preset. Rows go to
+``benchmarks/results/remi_diagnose-<setting>-<scenario>[-key=value...].json`` (rewritten atomically after each seed;
 a rerun skips the seeds it holds unless ReMI's code or preset changed) and a markdown summary to stdout.
 """
 
@@ -52,6 +54,17 @@ def preset_params(presets: Path, setting: str, scenario: str) -> dict:
     return yaml.safe_load(path.read_text())["unlearn"]["params"].get("remi", {})
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``key=value`` pairs, each value read as YAML (numbers, booleans, strings)."""
+    changes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MiunlearnError(f"--set takes KEY=VALUE, got {item!r}")
+        changes[key] = yaml.safe_load(value)
+    return changes
+
+
 def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: int, params: dict) -> dict:
     request = lb.make_request(ctx, scenario, seed)
     target = lb.target_model(ctx, seed)
@@ -87,12 +100,18 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
         "original_retain_acc": accuracy(target, request.retain),
         "remi": {k: remi.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in KEYS},  # as leaderboard rows
         "remi_avg_gap": average_gap(remi.metrics, mean_retrain),
-        "remi_strong_auc": lb.strongest(remi)[0],
-        "retrain_strong_auc": [lb.strongest(a)[0] for a in retrain_audits],
+        "retrain_mia_efficacy": [a.metrics["mia_efficacy"] / 100 for a in retrain_audits],
+        "remi_strong": lb.strongest(remi),
+        "retrain_strong": [lb.strongest(a) for a in retrain_audits],
         "remi_epochs": result.record.history[-1]["epoch"] if result.record.history else 0.0,
         "remi_stop_reason": result.record.stop_reason,
         "speedup": float(np.mean([facts["seconds"] for _, facts in models])) / seconds,
     }
+
+
+def strong(rows: list[dict], key: str, which: int) -> float:
+    """Mean over seeds (and retrains) of the strongest reference attack's AUC (0) or TPR at 1% FPR (1)."""
+    return float(np.mean([np.asarray(r[key])[..., which].mean() for r in rows]))
 
 
 def summary(rows: list[dict]) -> str:
@@ -116,7 +135,11 @@ def summary(rows: list[dict]) -> str:
     lines += ["", f"Forget accuracy, {len(rows)} seeds: retrain vs retrain |Δ| {floor:.1f} points; an OUT model vs the "
               f"retrains' mean |Δ| {out_dist:.1f} (signed {bias:+.1f}); ReMI vs the retrains' mean {remi_bias:+.1f}. "
               f"ReMI lost more than 2 points of D_r accuracy on {damaged} of {len(rows)} targets. "
-              f"ReMI avg gap {np.mean(gaps):.2f} ± {np.std(gaps):.2f} (floor {np.mean(floors):.2f})."]
+              f"ReMI avg gap {np.mean(gaps):.2f} ± {np.std(gaps):.2f} (floor {np.mean(floors):.2f}). "
+              f"MIA-efficacy: ReMI {np.mean([r['remi']['mia_efficacy'] for r in rows]) * 100:.1f}%, retrains "
+              f"{np.mean([r['retrain_mia_efficacy'] for r in rows]) * 100:.1f}%. Strongest reference attack, AUC / "
+              f"TPR at 1% FPR: ReMI {strong(rows, 'remi_strong', 0):.3f} / {strong(rows, 'remi_strong', 1):.3f}, "
+              f"retrains {strong(rows, 'retrain_strong', 0):.3f} / {strong(rows, 'retrain_strong', 1):.3f}."]
     return "\n".join(lines)
 
 
@@ -126,6 +149,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("scenario")
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a ReMI setting on top of the preset (repeatable)")
     parser.add_argument("--quick", action="store_true", help="the leaderboard's --quick targets, cache and presets")
     parser.add_argument("--cache", type=Path, help="the leaderboard's --cache (default: its own)")
     parser.add_argument("--presets", type=Path, help="the leaderboard's --presets (default: its own)")
@@ -139,8 +164,10 @@ def main(argv: list[str]) -> int:
         opts = lb.parse_args(["--settings", args.setting, *(["--quick"] if args.quick else []),
                               *(["--cache", str(args.cache)] if args.cache else []),
                               *(["--presets", str(args.presets)] if args.presets else [])])
-        params = preset_params(opts.presets, args.setting, args.scenario)
-        path = args.out / f"remi_diagnose-{args.setting}-{args.scenario}.json"
+        changes = parse_overrides(args.set)
+        params = preset_params(opts.presets, args.setting, args.scenario) | changes
+        suffix = "".join(f"-{k}={v}" for k, v in changes.items())
+        path = args.out / f"remi_diagnose-{args.setting}-{args.scenario}{suffix}.json"
         version = {"remi": method_fingerprint("remi"), "params": params}
         stored = lb.Results._read(path, {})
         rows = stored.get("rows", []) if stored.get("version") == version else []

@@ -141,6 +141,7 @@ def test_remi_needs_reference_and_approximator(request_parts):
     ({"alpha": -1}, "alpha must not be negative"), ({"beta": -0.5}, "beta must not be negative"),
     ({"lr": -0.1}, "lr must not be negative"), ({"epochs": 0}, "epochs must be at least 1"),
     ({"alpah": 1}, "did you mean unlearn.params.remi.alpha"),
+    ({"target_order": "sorted"}, "unknown remi.target_order 'sorted'; valid: rank, random"),
 ])
 def test_remi_rejects_bad_hyper_parameters(request_parts, params, message):
     parts = dict(request_parts)
@@ -216,11 +217,13 @@ def test_per_example_approximator_predicts_a_new_out_models_statistic(request_pa
     assert 0.2 < float(((s - mu) / sigma).std()) < 5, "σ_out is on the scale of a new model's deviations"
 
 
-def test_remi_per_example_moves_forget_z_scores_to_held_out_ones_without_collapsing_accuracy(request_parts, held_out):
+@pytest.mark.parametrize("target_order", ["rank", "random"])
+def test_remi_per_example_moves_forget_z_scores_to_held_out_ones_without_collapsing_accuracy(request_parts, held_out,
+                                                                                             target_order):
     parts = dict(request_parts)
     model = parts.pop("model")
     approximator = parts["approximator"]
-    result = unlearn(model, method="remi", **parts)
+    result = unlearn(model, method="remi", config={"target_order": target_order}, **parts)
     mu_f, sigma = approximator.out_statistics(parts["forget"])
     mu_cal, _ = approximator.out_statistics(approximator.calibration)
 

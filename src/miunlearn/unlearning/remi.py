@@ -54,10 +54,17 @@ class RemiConfig:
     """``per-example``: weight of a KL from the OUT models' mean predicted distribution on each forgotten sample
     to the current one (where the probability mass that leaves the label goes, which ``s`` alone leaves open)."""
     calibrated_targets: bool = True
-    """``per-example``: pull each forgotten sample's z-score to the held-out z-score of the same rank (the 1-D
-    optimal transport of D_f's z-scores onto the calibration samples'), i.e. ``s`` toward ``μ_out(x) + σ_out·t(x)``;
+    """``per-example``: pull each forgotten sample's z-score to a held-out z-score ``t(x)`` (which one:
+    ``target_order``), i.e. ``s`` toward ``μ_out(x) + σ_out·t(x)``;
     ``False``: toward ``μ_out(x)`` itself (``t = 0``), the spec's term, which narrows D_f's z-scores below the
     held-out spread (a retrained model's ``s`` scatters around ``μ_out``, and OUT models share their data)."""
+    target_order: str = "rank"
+    """``per-example``, calibrated targets: which held-out z-score each forgotten sample is pulled to. ``rank``: the
+    one of its own rank under the current model (the least movement). ``random``: a fixed random rank per sample,
+    as exchangeable with the held-out samples as a retrained model's would be; under the original the most
+    memorised samples are those the OUT models find hardest, so ``rank`` keeps them above their OUT mean (forget
+    accuracy stays above retraining's), ``random`` does not but leaves a wider member-like tail
+    (BENCHMARKS.md, "Where ReMI's remaining gap comes from")."""
     gamma: float = 1.0
     """Weight of an anchor term (our addition): KL from the original model's outputs on the reference
     batch to the current ones. D_ref is never-seen data, where the retrained model behaves like the
@@ -174,6 +181,7 @@ class Objective(ABC):
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("remi objective")
+TARGET_ORDERS = ("rank", "random")
 AUTO = "auto"
 
 
@@ -249,6 +257,9 @@ class PerExampleObjective(Objective):
         self.sigma = self.sigma * self.scores(model)[1].std().clamp_min(1e-3)
         self.targets = torch.zeros_like(self.mu_f)
         self.out_log_probs = approximator.out_log_probabilities(forget) if config.distill else None
+        n = len(forget)
+        self.random_levels = (torch.randperm(n, generator=torch.Generator().manual_seed(request.seed)).double()
+                              + 0.5) / n
         if config.calibrated_targets:
             self.status(model)
 
@@ -265,8 +276,9 @@ class PerExampleObjective(Objective):
         """The match, and (calibrated targets) each forgotten sample's new target: the held-out z-score of its rank."""
         z_f, z_cal = self.scores(model)
         if self.config.calibrated_targets:
-            ranks = z_f.argsort().argsort().double()
-            self.targets = torch.quantile(z_cal.double(), (ranks + 0.5) / len(z_f)).to(z_f.dtype)
+            levels = ((z_f.argsort().argsort().double() + 0.5) / len(z_f) if self.config.target_order == "rank"
+                      else self.random_levels.to(z_f.device))
+            self.targets = torch.quantile(z_cal.double(), levels).to(z_f.dtype)
         return distribution_match(z_f, z_cal)
 
     def reached(self, status: dict[str, float]) -> str | None:
@@ -362,6 +374,8 @@ class ReMI(UnlearningMethod):
             raise MiunlearnError("remi.checks_per_epoch and remi.patience must be at least 1")
         if c.min_epochs > c.epochs:
             raise MiunlearnError(f"remi.min_epochs must be in 0..epochs ({c.epochs}), got {c.min_epochs}")
+        if c.target_order not in TARGET_ORDERS:
+            raise MiunlearnError(f"unknown remi.target_order {c.target_order!r}; valid: {', '.join(TARGET_ORDERS)}")
         if not 0 < c.level < 1:
             raise MiunlearnError(f"remi.level must be in (0, 1), got {c.level}")
 
