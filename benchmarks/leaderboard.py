@@ -173,6 +173,7 @@ class Options:
     quick: bool = False
     executor: str = "local"
     benchmarks_md: Path | None = None
+    merge: list[Path] = field(default_factory=list)
     budget_s: float | None = None
     """Start no new tuning or cell after this many seconds (what is finished is kept; rerun to resume)."""
     overrides: list[str] = field(default_factory=list)
@@ -726,14 +727,55 @@ def run(opts: Options, console: Console) -> Results:
                 run_cell(ctx, scenario, seed, methods, params, opts, results, console)
     meta_path = opts.out / "leaderboard_meta.json"
     old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    meta = {"command": " ".join(["OMP_NUM_THREADS=1 python benchmarks/leaderboard.py", *sys.argv[1:]]),
-            "machine": machine(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-            "wall_seconds": old.get("wall_seconds", 0.0) + time.perf_counter() - started,
-            "invocations": old.get("invocations", 0) + 1,
+    this = {"command": " ".join(["OMP_NUM_THREADS=1 python benchmarks/leaderboard.py", *sys.argv[1:]]),
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+            "wall_seconds": time.perf_counter() - started, "settings": list(opts.settings)}
+    meta = {"machine": machine(), "runs": invocation_records(old) + [this],
             "protocol": {k: getattr(opts, k) for k in ("seeds", "retrains", "trials", "references", "ulira_seeds",
                                                        "quick")}}
     write_json(meta_path, meta)
     return results
+
+
+def invocation_records(meta: dict) -> list[dict]:
+    """One record per invocation (command, date, wall seconds); older files kept one command and a summed wall."""
+    if "runs" in meta:
+        return meta["runs"]
+    if "command" in meta:
+        return [{"command": meta["command"], "date": meta.get("date"), "wall_seconds": meta.get("wall_seconds", 0.0),
+                 "invocations": meta.get("invocations", 1)}]
+    return []
+
+
+def merge(out: Path, others: list[Path]) -> None:
+    """Fold the rows, cells and invocation records of other ``--out`` folders (e.g. of processes that ran other
+    settings in parallel, one per core) into ``out``. A row or cell both hold with different content, or another
+    protocol, is an error and nothing is written."""
+    results = Results(out)
+    meta_path = out / "leaderboard_meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    for other in others:
+        if not (other / "leaderboard.json").is_file():
+            raise MiunlearnError(f"{other} holds no leaderboard.json to merge")
+        theirs = Results(other)
+        their_meta = json.loads((other / "leaderboard_meta.json").read_text())
+        if meta.get("protocol", their_meta["protocol"]) != their_meta["protocol"]:
+            raise MiunlearnError(f"{other} ran another protocol ({their_meta['protocol']}) than {out} "
+                                 f"({meta['protocol']}); merge only runs of the same protocol")
+        clashes = [f"{r['setting']}/{r['scenario']}/{r['method']}/{r['seed']}" for r in theirs.rows
+                   if results.row(r["setting"], r["scenario"], r["method"], r["seed"]) not in (None, r)]
+        clashes += [key for key, cell in theirs.cells.items() if results.cells.get(key, cell) != cell]
+        if clashes:
+            raise MiunlearnError(f"{out} and {other} disagree on {len(clashes)} row(s)/cell(s), e.g. {clashes[0]}; "
+                                 "rerun one of them instead of merging")
+        results.rows += [r for r in theirs.rows if results.row(r["setting"], r["scenario"], r["method"],
+                                                                r["seed"]) is None]
+        results.cells |= theirs.cells
+        meta = {"machine": meta.get("machine", their_meta["machine"]), "protocol": their_meta["protocol"],
+                "runs": invocation_records(meta) + invocation_records(their_meta)}
+    write_json(results.rows_path, results.rows)
+    write_json(results.cells_path, results.cells)
+    write_json(meta_path, meta)
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -882,10 +924,11 @@ def section(out: Path, image: str) -> str:
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     m = meta.get("machine", {})
     where = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
-    head = (f"`{meta.get('command', 'python benchmarks/leaderboard.py')}` — {meta.get('date', '?')}, "
-            f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores, torch {m.get('torch', '?')}, device "
-            f"{m.get('device', '?')}), wall {meta.get('wall_seconds', 0) / 60:.0f} min over "
-            f"{meta.get('invocations', 1)} invocation(s); protocol {json.dumps(meta.get('protocol', {}))}. "
+    runs = "; ".join(f"`{r['command']}` ({r.get('date') or '?'}, wall {r['wall_seconds'] / 60:.0f} min"
+                     + (f" over {r['invocations']} invocations" if r.get("invocations", 1) > 1 else "") + ")"
+                     for r in invocation_records(meta)) or "`python benchmarks/leaderboard.py`"
+    head = (f"{runs} — {m.get('cpu', '?')} ({m.get('cores', '?')} cores, torch {m.get('torch', '?')}, device "
+            f"{m.get('device', '?')}); protocol {json.dumps(meta.get('protocol', {}))}. "
             f"Rows: `{where}/leaderboard.json`.\n")
     return "\n".join([head, summary(results.rows, results.cells), "", f"![avg gap vs speedup]({image})", "",
                       markdown(results.rows, results.cells)])
@@ -948,6 +991,8 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--budget-s", type=float, help="start no new tuning or cell after this many seconds")
     parser.add_argument("--report", action="store_true", help="only write leaderboard.md/.png from the results")
     parser.add_argument("--benchmarks-md", type=Path, help="with --report: also update this file's leaderboard section")
+    parser.add_argument("--merge", type=Path, action="append", default=[], metavar="DIR",
+                        help="fold another --out folder's rows into --out (then report), e.g. of a parallel process")
     parser.add_argument("overrides", nargs="*", help="run-config overrides for every setting (key=value)")
     args = parser.parse_args(argv)
     quick = {"seeds": 2, "retrains": 2, "trials": 2, "references": 4, "ulira_seeds": 1}
@@ -966,6 +1011,7 @@ def parse_args(argv: list[str]) -> Options:
         data_dir=args.data_dir or default_data_dir(), quick=args.quick, executor=args.executor,
         overrides=args.overrides, budget_s=args.budget_s, **counts)
     opts.benchmarks_md = args.benchmarks_md
+    opts.merge = args.merge
     return opts
 
 
@@ -973,7 +1019,9 @@ def main(argv: list[str]) -> int:
     console = Console(stderr=True)
     try:
         opts = parse_args(argv)
-        if "--report" in argv:
+        if opts.merge:
+            merge(opts.out, opts.merge)
+        if "--report" in argv or opts.merge:
             print(report(opts.out, opts.benchmarks_md))
             return 0
         opts.out.mkdir(parents=True, exist_ok=True)

@@ -289,3 +289,33 @@ def test_remi_diagnosis_sets_out_models_and_remi_beside_the_retrains(quick_run: 
     assert json.loads(path.read_text()) == stored
     assert remi_diagnose.main(["digits_mlp", "nosuch"]) == 2
     assert "unknown leaderboard scenario 'nosuch'" in capsys.readouterr().err
+
+
+def test_runs_of_other_settings_merge_into_one_leaderboard_and_clashes_are_refused(quick_run: dict,
+                                                                                    tmp_path: Path) -> None:
+    """Settings run in parallel processes (one per core) each write their own --out; --merge folds them together."""
+    rows = json.loads((quick_run["out"] / "leaderboard.json").read_text())
+    cells = json.loads((quick_run["out"] / "leaderboard_cells.json").read_text())
+    meta = json.loads((quick_run["out"] / "leaderboard_meta.json").read_text())
+    parts = {"a": ("random10",), "b": ("class", "small1")}
+    for name, scenarios in parts.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "leaderboard.json").write_text(json.dumps([r for r in rows if r["scenario"] in scenarios]))
+        (folder / "leaderboard_cells.json").write_text(json.dumps(
+            {k: c for k, c in cells.items() if k.split("/")[1] in scenarios}))
+        (folder / "leaderboard_meta.json").write_text(json.dumps(meta))
+    assert leaderboard.main(["--out", str(tmp_path / "a"), "--merge", str(tmp_path / "b")]) == 0
+    merged = json.loads((tmp_path / "a" / "leaderboard.json").read_text())
+    assert sorted(map(json.dumps, merged)) == sorted(map(json.dumps, rows))
+    assert json.loads((tmp_path / "a" / "leaderboard_cells.json").read_text()) == cells
+    runs = json.loads((tmp_path / "a" / "leaderboard_meta.json").read_text())["runs"]
+    assert len(runs) == 2 and all(r["command"].startswith("OMP_NUM_THREADS=1 python benchmarks/leaderboard.py")
+                                  for r in runs)
+    assert (tmp_path / "a" / "leaderboard.md").is_file()
+
+    clash = dict(rows[0]) | {"avg_gap": rows[0]["avg_gap"] + 1}
+    (tmp_path / "b" / "leaderboard.json").write_text(json.dumps([clash]))
+    before = (tmp_path / "a" / "leaderboard.json").read_bytes()
+    assert leaderboard.main(["--out", str(tmp_path / "a"), "--merge", str(tmp_path / "b")]) == 2
+    assert (tmp_path / "a" / "leaderboard.json").read_bytes() == before
