@@ -174,6 +174,7 @@ class Options:
     executor: str = "local"
     benchmarks_md: Path | None = None
     merge: list[Path] = field(default_factory=list)
+    readme: Path | None = None
     budget_s: float | None = None
     """Start no new tuning or cell after this many seconds (what is finished is kept; rerun to resume)."""
     overrides: list[str] = field(default_factory=list)
@@ -917,6 +918,43 @@ def summary(rows: list[dict], cells: dict[str, dict]) -> str:
     return "\n".join(f"- {line}" for line in lines)
 
 
+def readme_table(rows: list[dict], cells: dict[str, dict]) -> str:
+    """The README's summary: per setting and scenario, the original's leak, the floor, ReMI against the closest
+    baseline, ReMI's speed and how often the Holm-corrected audit and U-LiRA tell it from a retrain."""
+    out = ["| setting | request | original's leak (AUC) | floor (avg gap) | ReMI avg gap | ReMI's rank | closest "
+           "baseline (avg gap) | ReMI speedup | ReMI told apart (Holm) | ReMI U-LiRA AUC |", "|" + "---|" * 10]
+    for setting, scenario in sorted({(r["setting"], r["scenario"]) for r in rows}):
+        group = [r for r in rows if (r["setting"], r["scenario"]) == (setting, scenario) and r["method"] != "original"]
+        names = sorted({r["method"] for r in group}, key=lambda m: _finite_or_inf(_method_mean(group, m,
+                                                                                             lambda r: r["avg_gap"])))
+        if "remi" not in names:
+            continue
+        seeds = sorted({r["seed"] for r in group})
+        cell_list = [cells.get(cell_key(setting, scenario, s), {}) for s in seeds]
+        remi = [r for r in group if r["method"] == "remi"]
+        best = next(m for m in names if m != "remi")
+        told = [c.get("methods", {}).get("remi", {}).get("verdict", {}).get("distinguishable") for c in cell_list]
+        out.append(" | ".join([
+            f"| {setting}", scenario, _mean_std([c.get("original_strongest_auc") for c in cell_list], digits=3),
+            _mean_std([r["floor_avg_gap"] for r in remi], digits=2), _mean_std([r["avg_gap"] for r in remi], digits=2),
+            f"{names.index('remi') + 1} of {len(names)}",
+            f"{best} ({_method_mean(group, best, lambda r: r['avg_gap']):.2f})",
+            f"{_mean_std([r['speedup'] for r in remi])}x", f"{sum(bool(t) for t in told)}/{len(told)}",
+            _mean_std([r["ulira_auc"] for r in remi], digits=3)]) + " |")
+    return "\n".join(out)
+
+
+def replace_between(path: Path, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in ``path`` (atomically)."""
+    doc = path.read_text()
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in doc or end not in doc:
+        raise MiunlearnError(f"{path} has no {begin} ... {end} markers to put the {name} between")
+    doc = doc[: doc.index(begin) + len(begin)] + "\n" + text + "\n" + doc[doc.index(end):]
+    with atomic_write(path) as fh:
+        fh.write(doc)
+
+
 def section(out: Path, image: str) -> str:
     """The BENCHMARKS.md leaderboard section: command, machine, date, wall time, tables, plot, summary."""
     results = Results(out)
@@ -934,23 +972,24 @@ def section(out: Path, image: str) -> str:
                       markdown(results.rows, results.cells)])
 
 
-def report(out: Path, benchmarks_md: Path | None = None) -> str:
+def report(out: Path, benchmarks_md: Path | None = None, readme: Path | None = None) -> str:
     """Write leaderboard.md and leaderboard.png into ``out``; with ``benchmarks_md``, also replace the text
-    between its ``<!-- leaderboard:begin -->`` and ``<!-- leaderboard:end -->`` markers with the section."""
+    between its ``<!-- leaderboard:begin -->`` and ``<!-- leaderboard:end -->`` markers with the section; with
+    ``readme``, the text between its ``leaderboard-summary`` markers with :func:`readme_table`."""
     results = Results(out)
     plot(results.rows, out / "leaderboard.png")
     image = os.path.relpath(out / "leaderboard.png", (benchmarks_md or out / "x").parent)
     text = section(out, image)
     with atomic_write(out / "leaderboard.md") as fh:
         fh.write(text)
+    for path, name in ((benchmarks_md, "leaderboard"), (readme, "leaderboard-summary")):  # both checked first
+        if path is not None and not all(f"<!-- {name}:{edge} -->" in path.read_text() for edge in ("begin", "end")):
+            raise MiunlearnError(f"{path} has no <!-- {name}:begin --> ... <!-- {name}:end --> markers to put the "
+                                 f"{name} between")
     if benchmarks_md is not None:
-        doc = benchmarks_md.read_text()
-        begin, end = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
-        if begin not in doc or end not in doc:
-            raise MiunlearnError(f"{benchmarks_md} has no {begin} ... {end} markers to put the section between")
-        doc = doc[: doc.index(begin) + len(begin)] + "\n" + text + "\n" + doc[doc.index(end):]
-        with atomic_write(benchmarks_md) as fh:
-            fh.write(doc)
+        replace_between(benchmarks_md, "leaderboard", text)
+    if readme is not None:
+        replace_between(readme, "leaderboard-summary", readme_table(results.rows, results.cells))
     return text
 
 
@@ -991,6 +1030,7 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--budget-s", type=float, help="start no new tuning or cell after this many seconds")
     parser.add_argument("--report", action="store_true", help="only write leaderboard.md/.png from the results")
     parser.add_argument("--benchmarks-md", type=Path, help="with --report: also update this file's leaderboard section")
+    parser.add_argument("--readme", type=Path, help="with --report: also update this file's leaderboard summary")
     parser.add_argument("--merge", type=Path, action="append", default=[], metavar="DIR",
                         help="fold another --out folder's rows into --out (then report), e.g. of a parallel process")
     parser.add_argument("overrides", nargs="*", help="run-config overrides for every setting (key=value)")
@@ -1012,6 +1052,7 @@ def parse_args(argv: list[str]) -> Options:
         overrides=args.overrides, budget_s=args.budget_s, **counts)
     opts.benchmarks_md = args.benchmarks_md
     opts.merge = args.merge
+    opts.readme = args.readme
     return opts
 
 
@@ -1022,7 +1063,7 @@ def main(argv: list[str]) -> int:
         if opts.merge:
             merge(opts.out, opts.merge)
         if "--report" in argv or opts.merge:
-            print(report(opts.out, opts.benchmarks_md))
+            print(report(opts.out, opts.benchmarks_md, opts.readme))
             return 0
         opts.out.mkdir(parents=True, exist_ok=True)
         opts.presets.mkdir(parents=True, exist_ok=True)

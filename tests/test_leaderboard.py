@@ -319,3 +319,18 @@ def test_runs_of_other_settings_merge_into_one_leaderboard_and_clashes_are_refus
     before = (tmp_path / "a" / "leaderboard.json").read_bytes()
     assert leaderboard.main(["--out", str(tmp_path / "a"), "--merge", str(tmp_path / "b")]) == 2
     assert (tmp_path / "a" / "leaderboard.json").read_bytes() == before
+
+
+def test_the_readme_summary_is_generated_between_its_markers(quick_run: dict, tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- leaderboard-summary:begin -->\nOLD-TABLE\n<!-- leaderboard-summary:end -->\ntail\n")
+    out = ["--out", str(quick_run["out"]), "--report"]
+    assert leaderboard.main([*out, "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "OLD-TABLE" not in text and text.endswith("<!-- leaderboard-summary:end -->\ntail\n")
+    table = [line for line in text.splitlines() if line.startswith("| digits_mlp")]
+    assert len(table) == 3 and all(" of 3 | " in line for line in table)  # ReMI ranked among remi, finetune, ssd
+    bare = tmp_path / "BARE.md"
+    bare.write_text("no markers\n")
+    assert leaderboard.main([*out, "--readme", str(bare)]) == 2
+    assert bare.read_text() == "no markers\n"
