@@ -714,28 +714,36 @@ def run(opts: Options, console: Console) -> Results:
             console.log(f"budget of {opts.budget_s:.0f} s reached: stopping; rerun the same command to resume")
         return over
 
-    for name in opts.settings:
-        if out_of_budget():
-            break
-        ctx = prepare_setting(name, opts, console)
-        for scenario in opts.scenarios:
+    interrupted = True
+    try:
+        for name in opts.settings:
             if out_of_budget():
                 break
-            params = tune_scenario(ctx, scenario, methods, opts, console)
-            for seed in range(opts.seeds):
+            ctx = prepare_setting(name, opts, console)
+            for scenario in opts.scenarios:
                 if out_of_budget():
                     break
-                run_cell(ctx, scenario, seed, methods, params, opts, results, console)
+                params = tune_scenario(ctx, scenario, methods, opts, console)
+                for seed in range(opts.seeds):
+                    if out_of_budget():
+                        break
+                    run_cell(ctx, scenario, seed, methods, params, opts, results, console)
+        interrupted = False
+    finally:  # an interrupted invocation's time counts too: its finished rows are kept and resumed from
+        record_invocation(opts, time.perf_counter() - started, interrupted)
+    return results
+
+
+def record_invocation(opts: Options, seconds: float, interrupted: bool) -> None:
     meta_path = opts.out / "leaderboard_meta.json"
     old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     this = {"command": " ".join(["OMP_NUM_THREADS=1 python benchmarks/leaderboard.py", *sys.argv[1:]]),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-            "wall_seconds": time.perf_counter() - started, "settings": list(opts.settings)}
+            "wall_seconds": seconds, "settings": list(opts.settings)} | ({"interrupted": True} if interrupted else {})
     meta = {"machine": machine(), "runs": invocation_records(old) + [this],
             "protocol": {k: getattr(opts, k) for k in ("seeds", "retrains", "trials", "references", "ulira_seeds",
                                                        "quick")}}
     write_json(meta_path, meta)
-    return results
 
 
 def invocation_records(meta: dict) -> list[dict]:

@@ -334,3 +334,27 @@ def test_the_readme_summary_is_generated_between_its_markers(quick_run: dict, tm
     bare.write_text("no markers\n")
     assert leaderboard.main([*out, "--readme", str(bare)]) == 2
     assert bare.read_text() == "no markers\n"
+
+
+def test_an_interrupted_run_keeps_its_rows_and_records_its_time(quick_run: dict, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(quick_run["out"], out)
+    rows = json.loads((out / "leaderboard.json").read_text())
+    kept = [r for r in rows if not (r["scenario"] == "small1" and r["method"] == "ssd")]
+    (out / "leaderboard.json").write_text(json.dumps(kept))
+    runs_before = json.loads((out / "leaderboard_meta.json").read_text())["runs"]
+    real_unlearn = leaderboard.unlearn
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    leaderboard.unlearn = interrupted
+    try:
+        assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(quick_run["cache"])]) == 130
+    finally:
+        leaderboard.unlearn = real_unlearn
+    assert json.loads((out / "leaderboard.json").read_text()) == kept
+    runs = json.loads((out / "leaderboard_meta.json").read_text())["runs"]
+    assert runs[:-1] == runs_before and runs[-1]["interrupted"] and runs[-1]["wall_seconds"] > 0
