@@ -36,6 +36,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -1064,8 +1065,15 @@ def parse_args(argv: list[str]) -> Options:
     return opts
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
     console = Console(stderr=True)
+    # `kill` (SIGTERM), and SIGINT where a background job inherited it ignored, stop the run like Ctrl-C: the
+    # finished rows are kept and the invocation's time is recorded.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         opts = parse_args(argv)
         if opts.merge:
@@ -1085,6 +1093,9 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; every finished row is stored, rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

@@ -358,3 +358,27 @@ def test_an_interrupted_run_keeps_its_rows_and_records_its_time(quick_run: dict,
     assert json.loads((out / "leaderboard.json").read_text()) == kept
     runs = json.loads((out / "leaderboard_meta.json").read_text())["runs"]
     assert runs[:-1] == runs_before and runs[-1]["interrupted"] and runs[-1]["wall_seconds"] > 0
+
+
+def test_kill_stops_a_background_run_like_ctrl_c(tmp_path: Path) -> None:
+    """SIGTERM (and SIGINT, which a background job inherits ignored) keeps the finished rows and records the
+    invocation as interrupted, instead of dying without a trace of its time."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    child = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "leaderboard.py"), "--quick", "--settings",
+                              "digits_mlp", "--methods", "finetune", "--seeds", "2", "--out", str(out), "--cache",
+                              str(tmp_path / "cache")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (out / "leaderboard.json").is_file() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err.decode()
+    assert "interrupted; every finished row is stored" in err.decode()
+    assert json.loads((out / "leaderboard.json").read_text())  # the rows stored before the signal
+    runs = json.loads((out / "leaderboard_meta.json").read_text())["runs"]
+    assert len(runs) == 1 and runs[0]["interrupted"]
