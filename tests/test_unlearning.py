@@ -296,3 +296,16 @@ def test_remi_population_objective_refuses_a_one_sample_request_with_a_way_out(r
     parts = dict(request_parts, approximator=shadow_nn, forget=request_parts["forget"].subset([0]))
     with pytest.raises(MiunlearnError, match="needs at least 2 forgotten samples.*per-example"):
         unlearn(parts.pop("model"), method="remi", config={"objective": "population"}, **parts)
+
+
+def test_remi_accuracy_check_brings_forget_accuracy_down_toward_held_out_samples(request_parts, held_out):
+    """Matching z-scores alone can leave D_f classified as the original did; the check keeps going until D_f is
+    classified right no more often than held-out samples would be."""
+    parts = dict(request_parts)
+    model = parts.pop("model")
+    runs = {check: unlearn(model, method="remi", config={"accuracy_check": check}, **parts) for check in (False, True)}
+    with torch.no_grad():
+        acc = {check: accuracy(r.model(parts["forget"].x), parts["forget"].y) for check, r in runs.items()}
+        held_out_acc = accuracy(model(held_out.x), held_out.y)
+    assert {"forget_acc", "expected_acc", "acc_p"} <= set(runs[True].record.history[-1])
+    assert acc[True] < acc[False] and acc[True] >= held_out_acc - 0.15

@@ -209,6 +209,12 @@ class PerExampleOut(PrivacyApproximator):
         probs = torch.stack([torch.softmax(predict_logits(m, data), 1) for m in self.out_models]).mean(0)
         return probs.clamp_min(1e-12).log().to(data.y.device)
 
+    @torch.no_grad()
+    def out_accuracy(self, data: TensorData) -> float:
+        """The OUT models' mean accuracy on ``data``: how often a model that never saw it classifies it right."""
+        y = data.y.cpu()
+        return float(np.mean([float((predict_logits(m, data).argmax(1) == y).float().mean()) for m in self.out_models]))
+
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         s = logit_confidence(logits.float(), labels)
         return _log_normal(s, self.mu_in, self.sigma_in) - _log_normal(s, self.mu_non_member, self.sigma_non_member)
