@@ -972,7 +972,8 @@ def section(out: Path, image: str) -> str:
     m = meta.get("machine", {})
     where = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
     runs = "; ".join(f"`{r['command']}` ({r.get('date') or '?'}, wall {r['wall_seconds'] / 60:.0f} min"
-                     + (f" over {r['invocations']} invocations" if r.get("invocations", 1) > 1 else "") + ")"
+                     + (f" over {r['invocations']} invocations" if r.get("invocations", 1) > 1 else "")
+                     + (", interrupted" if r.get("interrupted") else "") + ")"
                      for r in invocation_records(meta)) or "`python benchmarks/leaderboard.py`"
     head = (f"{runs} — {m.get('cpu', '?')} ({m.get('cores', '?')} cores, torch {m.get('torch', '?')}, device "
             f"{m.get('device', '?')}); protocol {json.dumps(meta.get('protocol', {}))}. "
