@@ -563,6 +563,28 @@ def ulira_auc(ctx: SettingContext, method: str, params: dict, model: nn.Module, 
     return float(auc_many(positives[None], negatives[None])[0])
 
 
+def prepare_cell(ctx: SettingContext, scenario: str, seed: int, retrains: int) -> tuple[
+        Request, nn.Module, list[tuple[nn.Module, dict]], Callable[[nn.Module], Audited]]:
+    """One cell's request, target and independent retrains (model, facts), all cached, and its auditor: metrics
+    and reference attacks on D_f against D_audit."""
+    request = make_request(ctx, scenario, seed)
+    target = target_model(ctx, seed)
+    folder = ctx.folder / scenario / f"seed-{seed}"
+    models = [retrained(ctx, target, request, folder / f"retrain-{r}.safetensors", seed=retrains * seed + r)
+              for r in range(retrains)]
+    pool = ctx.dataset.pool
+    sets = EvaluationSets(request.retain, request.forget, ctx.dataset.test, pool.subset(ctx.audit))
+    scored_idx = np.r_[request.forget_idx, ctx.audit]
+    scored = pool.subset(scored_idx)
+    member = ctx.refs.membership_of(scored_idx)
+    ref_logits = torch.stack([predict_logits(m.to(ctx.device), scored, ctx.device) for m in ctx.refs.models])
+
+    def audit(model: nn.Module) -> Audited:
+        return audit_model(ctx, model, sets, scored, len(request.forget_idx), member, ref_logits)
+
+    return request, target, models, audit
+
+
 def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], params: dict[str, dict],
              opts: Options, results: Results, console: Console) -> None:
     """Target, retrains and every method on one (setting, scenario, seed); each row stored as it finishes."""
@@ -578,22 +600,9 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
     if not pending and (not wanted_ulira or results.cells.get(key, {}).get("ulira_done")):
         return
     console.log(f"{key}: target, {opts.retrains} retrains, {len(pending)} row(s) to compute")
-    request = make_request(ctx, scenario, seed)
-    target = target_model(ctx, seed)
+    request, target, retrains, audit = prepare_cell(ctx, scenario, seed, opts.retrains)
     folder = ctx.folder / scenario / f"seed-{seed}"
-    retrains = [retrained(ctx, target, request, folder / f"retrain-{r}.safetensors", seed=opts.retrains * seed + r)
-                for r in range(opts.retrains)]
-    pool = ctx.dataset.pool
-    sets = EvaluationSets(request.retain, request.forget, ctx.dataset.test, pool.subset(ctx.audit))
-    scored_idx = np.r_[request.forget_idx, ctx.audit]
-    scored = pool.subset(scored_idx)
-    member = ctx.refs.membership_of(scored_idx)
-    ref_logits = torch.stack([predict_logits(m.to(ctx.device), scored, ctx.device) for m in ctx.refs.models])
     n_f = len(request.forget_idx)
-
-    def audit(model: nn.Module) -> Audited:
-        return audit_model(ctx, model, sets, scored, n_f, member, ref_logits)
-
     retrain_audits = [audit(m) for m, _ in retrains]
     floor = floor_of(retrain_audits)
     keys = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")

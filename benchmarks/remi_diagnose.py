@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 
 import leaderboard as lb  # noqa: E402
 
-from miunlearn.audit.metrics import average_gap  # noqa: E402
+from miunlearn.audit.metrics import accuracy, average_gap  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
 from miunlearn.io import write_json  # noqa: E402
 from miunlearn.training import predict_logits  # noqa: E402
@@ -40,10 +40,6 @@ from miunlearn.tuning import method_fingerprint  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
 
 KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
-
-
-def accuracy(model: torch.nn.Module, data) -> float:
-    return float((predict_logits(model, data).argmax(1) == data.y.cpu()).float().mean())
 
 
 def preset_params(presets: Path, setting: str, scenario: str) -> dict:
@@ -66,21 +62,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: int, params: dict) -> dict:
-    request = lb.make_request(ctx, scenario, seed)
-    target = lb.target_model(ctx, seed)
-    folder = ctx.folder / scenario / f"seed-{seed}"
-    models = [lb.retrained(ctx, target, request, folder / f"retrain-{r}.safetensors", seed=retrains * seed + r)
-              for r in range(retrains)]
-    pool = ctx.dataset.pool
-    sets = lb.EvaluationSets(request.retain, request.forget, ctx.dataset.test, pool.subset(ctx.audit))
-    scored_idx = np.r_[request.forget_idx, ctx.audit]
-    scored = pool.subset(scored_idx)
-    member = ctx.refs.membership_of(scored_idx)
-    ref_logits = torch.stack([predict_logits(m.to(ctx.device), scored, ctx.device) for m in ctx.refs.models])
-
-    def audit(model: torch.nn.Module) -> lb.Audited:
-        return lb.audit_model(ctx, model, sets, scored, len(request.forget_idx), member, ref_logits)
-
+    request, target, models, audit = lb.prepare_cell(ctx, scenario, seed, retrains)
     retrain_audits = [audit(m) for m, _ in models]
     mean_retrain = {k: float(np.mean([a.metrics[k] for a in retrain_audits])) for k in KEYS}
     out_models = list(getattr(ctx.approximator, "out_models", []))
@@ -94,10 +76,9 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
         "seed": seed,
         "retrain_forget_acc": [a.metrics["forget_acc"] for a in retrain_audits],
         "floor_avg_gap": lb.floor_of(retrain_audits)["avg_gap"],
-        "out_forget_acc": [float((p.argmax(1) == request.forget.y).float().mean()) for p in out_probs],
-        "out_ensemble_forget_acc": (float((torch.stack(out_probs).mean(0).argmax(1) == request.forget.y)
-                                          .float().mean()) if out_probs else None),
-        "original_retain_acc": accuracy(target, request.retain),
+        "out_forget_acc": [accuracy(p, request.forget.y) for p in out_probs],
+        "out_ensemble_forget_acc": accuracy(torch.stack(out_probs).mean(0), request.forget.y) if out_probs else None,
+        "original_retain_acc": accuracy(predict_logits(target, request.retain), request.retain.y.cpu()),
         "remi": {k: remi.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in KEYS},  # as leaderboard rows
         "remi_avg_gap": average_gap(remi.metrics, mean_retrain),
         "retrain_mia_efficacy": [a.metrics["mia_efficacy"] / 100 for a in retrain_audits],
