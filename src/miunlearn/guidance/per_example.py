@@ -79,6 +79,16 @@ def out_store(config: RunConfig, dataset: Dataset, plan: dict[str, np.ndarray]) 
     return folder
 
 
+@dataclass
+class OutPredictions:
+    """The OUT models on some samples: per-sample mean ``s`` (``μ_out``), log of their mean predicted distribution,
+    and their mean accuracy (how often a model that never saw the samples classifies them right)."""
+
+    mu: torch.Tensor
+    log_probs: torch.Tensor
+    accuracy: float
+
+
 @APPROXIMATORS.register("per-example")
 class PerExampleOut(PrivacyApproximator):
     """``μ_out(x)`` from K OUT models, a pooled ``σ_out``, and held-out calibration samples.
@@ -200,20 +210,17 @@ class PerExampleOut(PrivacyApproximator):
 
     def out_statistics(self, data: TensorData) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample ``μ_out`` of ``s`` on ``data`` (on ``data``'s device) and the pooled ``σ_out``."""
-        mu = self._scores(data).mean(0).to(data.y.device)
-        return mu, self.sigma_out.to(data.y.device)
+        return self.predict_out(data).mu, self.sigma_out.to(data.y.device)
 
     @torch.no_grad()
-    def out_log_probabilities(self, data: TensorData) -> torch.Tensor:
-        """Log of the OUT models' mean predicted distribution on ``data`` (on ``data``'s device)."""
-        probs = torch.stack([torch.softmax(predict_logits(m, data), 1) for m in self.out_models]).mean(0)
-        return probs.clamp_min(1e-12).log().to(data.y.device)
-
-    @torch.no_grad()
-    def out_accuracy(self, data: TensorData) -> float:
-        """The OUT models' mean accuracy on ``data``: how often a model that never saw it classifies it right."""
+    def predict_out(self, data: TensorData) -> OutPredictions:
+        """What the OUT models, which never saw ``data``, say of it (one forward pass of each, on ``data``'s device)."""
+        logits = torch.stack([predict_logits(m, data) for m in self.out_models])  # (K, n, C), on the CPU
         y = data.y.cpu()
-        return float(np.mean([float((predict_logits(m, data).argmax(1) == y).float().mean()) for m in self.out_models]))
+        mu = torch.stack([logit_confidence(lg, y) for lg in logits]).mean(0)
+        log_probs = torch.softmax(logits, 2).mean(0).clamp_min(1e-12).log()
+        accuracy = float((logits.argmax(2) == y).float().mean())
+        return OutPredictions(mu.to(data.y.device), log_probs.to(data.y.device), accuracy)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         s = logit_confidence(logits.float(), labels)
