@@ -141,7 +141,8 @@ def test_remi_needs_reference_and_approximator(request_parts):
     ({"alpha": -1}, "alpha must not be negative"), ({"beta": -0.5}, "beta must not be negative"),
     ({"lr": -0.1}, "lr must not be negative"), ({"epochs": 0}, "epochs must be at least 1"),
     ({"alpah": 1}, "did you mean unlearn.params.remi.alpha"),
-    ({"target_order": "sorted"}, "unknown remi.target_order 'sorted'; valid: rank, random"),
+    ({"targets": "sorted"}, "unknown remi.targets 'sorted'; valid: out-mean, rank, random"),
+    ({"tolerance": 0}, "remi.tolerance must be positive"),
 ])
 def test_remi_rejects_bad_hyper_parameters(request_parts, params, message):
     parts = dict(request_parts)
@@ -217,28 +218,34 @@ def test_per_example_approximator_predicts_a_new_out_models_statistic(request_pa
     assert 0.2 < float(((s - mu) / sigma).std()) < 5, "σ_out is on the scale of a new model's deviations"
 
 
-@pytest.mark.parametrize("target_order", ["rank", "random"])
+@pytest.mark.parametrize("targets", ["out-mean", "rank", "random"])
 def test_remi_per_example_moves_forget_z_scores_to_held_out_ones_without_collapsing_accuracy(request_parts, held_out,
-                                                                                             target_order):
+                                                                                             targets):
+    """OUT-mean targets pull each forgotten sample to its own OUT mean (z → 0, below the held-out spread);
+    calibrated ones make D_f's z-scores distributed like the held-out samples'."""
     parts = dict(request_parts)
     model = parts.pop("model")
     approximator = parts["approximator"]
-    result = unlearn(model, method="remi", config={"target_order": target_order}, **parts)
+    result = unlearn(model, method="remi", config={"targets": targets}, **parts)
     mu_f, sigma = approximator.out_statistics(parts["forget"])
     mu_cal, _ = approximator.out_statistics(approximator.calibration)
 
-    def distance(m):
-        z_f = (_s(m, parts["forget"]) - mu_f) / sigma
-        z_cal = (_s(m, approximator.calibration) - mu_cal) / sigma
-        return distribution_match(z_f, z_cal)["distance"]
+    def z_scores(m):
+        return (_s(m, parts["forget"]) - mu_f) / sigma, (_s(m, approximator.calibration) - mu_cal) / sigma
 
-    assert distance(result.model) < 0.5 * distance(model)
+    if targets == "out-mean":
+        (before, _), (after, z_cal) = z_scores(model), z_scores(result.model)
+        assert (after**2).mean() < 0.25 * (before**2).mean()
+        assert after.quantile(0.95) < z_cal.quantile(0.95), "no member-like tail left"
+    else:
+        assert distribution_match(*z_scores(result.model))["distance"] < 0.5 * distribution_match(
+            *z_scores(model))["distance"]
     with torch.no_grad():
         forget_acc = accuracy(result.model(parts["forget"].x), parts["forget"].y)
         held_out_acc = accuracy(model(held_out.x), held_out.y)
     assert forget_acc >= held_out_acc - 0.15, "forgetting means non-member-like, not wrong"
     assert result.record.history[-1]["distance"] >= 0
-    assert any(key in result.record.stop_reason for key in ("Anderson–Darling", "closest", "budget"))
+    assert any(key in result.record.stop_reason for key in ("Anderson–Darling", "Mann–Whitney", "closest", "budget"))
 
 
 def test_remi_stops_at_once_on_a_request_that_is_already_met(request_parts, held_out):
@@ -299,11 +306,12 @@ def test_remi_population_objective_refuses_a_one_sample_request_with_a_way_out(r
 
 
 def test_remi_accuracy_check_brings_forget_accuracy_down_toward_held_out_samples(request_parts, held_out):
-    """Matching z-scores alone can leave D_f classified as the original did; the check keeps going until D_f is
-    classified right no more often than held-out samples would be."""
+    """Matching z-scores to held-out ones (rank targets) can leave D_f classified as the original did; the check
+    keeps going until D_f is classified right no more often than held-out samples would be."""
     parts = dict(request_parts)
     model = parts.pop("model")
-    runs = {check: unlearn(model, method="remi", config={"accuracy_check": check}, **parts) for check in (False, True)}
+    runs = {check: unlearn(model, method="remi", config={"accuracy_check": check, "targets": "rank"}, **parts)
+            for check in (False, True)}
     with torch.no_grad():
         acc = {check: accuracy(r.model(parts["forget"].x), parts["forget"].y) for check, r in runs.items()}
         held_out_acc = accuracy(model(held_out.x), held_out.y)

@@ -55,16 +55,17 @@ class RemiConfig:
     to the current one (where the probability mass that leaves the label goes, which ``s`` alone leaves open)."""
     targets: str = "out-mean"
     """``per-example``: where each forgotten sample's z-score ``(s − μ_out(x)) / σ_out`` is pulled.
-    ``out-mean``: to 0, i.e. ``s`` to the sample's own OUT mean (the spec's term): nothing to overshoot, so ReMI
-    stops once D_f has converged there (``tolerance``) and is no more member-like than held-out samples (one-sided
-    tests). ``rank`` / ``random``: to a held-out sample's z-score (calibrated targets), the one of the same rank
-    under the current model or a fixed random rank; D_f then ends distributed like held-out samples, stopping on a
-    two-sided test and keeping the closest model seen, but ``rank`` keeps the most memorised samples above their OUT
-    mean and ``random`` leaves a member-like tail (BENCHMARKS.md, "Where ReMI's remaining gap comes from")."""
+    ``out-mean``: to 0, i.e. ``s`` to the sample's own OUT mean (the spec's term). ``random``: to a held-out
+    sample's z-score at a fixed random rank, scattering D_f around its OUT means as a retrained model would.
+    Both are fixed per sample, nothing to overshoot: ReMI stops once D_f has converged on them (``tolerance``) and
+    is no more member-like than held-out samples (one-sided tests). ``rank``: the held-out z-score of the sample's
+    own rank under the current model, re-ranked at every check; it stops on a two-sided test and keeps the closest
+    model seen, and keeps the most memorised samples above their OUT mean (BENCHMARKS.md, "Where ReMI's remaining
+    gap comes from")."""
     tolerance: float = 0.05
-    """``out-mean`` targets: stop only once the likelihood term on the whole of D_f, ``mean z² / 2``, is at most
-    this (RMS z-score ``sqrt(2·tolerance)``: each sample within a fraction of a retrain's spread of its OUT mean),
-    or D_f's z-scores were never distinguishable from held-out samples' (two-sided, at ``level``)."""
+    """``out-mean`` and ``random`` targets: stop only once the likelihood term on the whole of D_f,
+    ``mean (z − t)² / 2``, is at most this (RMS distance ``sqrt(2·tolerance)`` in units of a retrain's spread), or
+    D_f's z-scores were never distinguishable from held-out samples' (two-sided, at ``level``)."""
     accuracy_check: bool = True
     """``per-example``: D_f must also not be classified right more often than held-out samples would be (the OUT
     models' accuracy on D_f, shifted by how the current model and the OUT models differ on the calibration samples;
@@ -268,7 +269,8 @@ class PerExampleObjective(Objective):
         self.mu_f, self.mu_cal, self.out_log_probs = out_f.mu, out_cal.mu, out_f.log_probs
         self.out_accuracy = (out_f.accuracy, out_cal.accuracy)
         self.calibrated = config.targets != "out-mean"
-        self.keeps_closest = self.calibrated
+        # Targets re-ranked at every check follow the model and can be overshot; fixed ones are converged on.
+        self.keeps_closest = config.targets == "rank"
         # σ_out in the held-out samples' own units: their z-scores under the original have unit spread. The OUT
         # models' pooled spread misses the variation that comes from training on other data than theirs.
         self.sigma = approximator.sigma_out.to(device)
@@ -290,16 +292,15 @@ class PerExampleObjective(Objective):
         return terms
 
     def status(self, model: nn.Module) -> dict[str, float]:
-        """The match of D_f's z-scores to the calibration samples'; ``fit``, the likelihood term on all of D_f
-        (``out-mean`` targets); the accuracy check; and (calibrated targets) each sample's new target."""
+        """The match of D_f's z-scores to the calibration samples'; ``fit``, the likelihood term on all of D_f; the
+        accuracy check; and (calibrated targets) each sample's new target."""
         (z_f, z_cal), (correct, correct_cal) = self.scores(model)
         if self.calibrated:
             levels = ((z_f.argsort().argsort().double() + 0.5) / len(z_f) if self.config.targets == "rank"
                       else self.random_levels.to(z_f.device))
             self.targets = torch.quantile(z_cal.double(), levels).to(z_f.dtype)
         status = distribution_match(z_f, z_cal)
-        if not self.calibrated:
-            status["fit"] = float(0.5 * (z_f.double() ** 2).mean())
+        status["fit"] = float(0.5 * ((z_f - self.targets).double() ** 2).mean())
         if self.config.accuracy_check:
             # What D_f's accuracy would be if the model treated it like the calibration samples, relative to the
             # OUT models on each: a model that loses accuracy everywhere does not get closer by it.
@@ -314,20 +315,21 @@ class PerExampleObjective(Objective):
     def reached(self, status: dict[str, float]) -> str | None:
         if status.get("acc_p", 1.0) < self.config.level:
             return None
-        if self.calibrated:
+        if self.keeps_closest:
             reason = match_reason(status, self.config.level,
                                   "D_f's per-example z-scores distributed like held-out calibration samples'")
         else:
             # Pulled to their OUT means, D_f's z-scores narrow below the held-out spread: not member-like, so the
             # tests are one-sided. Where they have little power a model can pass them with D_f half moved, so D_f
-            # must also have converged, unless it was never unlike held-out samples (a request already met).
+            # must also have converged on its targets, unless it was never unlike held-out samples (a request
+            # already met).
             converged = status["fit"] <= self.config.tolerance
             if not converged and status["ad_p"] < self.config.level:
                 return None
             reason = match_reason(status, self.config.level, "D_f's per-example z-scores no more member-like than "
                                   "held-out calibration samples'", one_sided=True)
             if reason:
-                reason += (f"; D_f converged on its OUT means (mean z²/2 = {status['fit']:.3g})" if converged else
+                reason += (f"; D_f converged on its targets (mean (z − t)²/2 = {status['fit']:.3g})" if converged else
                            f"; D_f distributed like them (Anderson–Darling p={status['ad_p']:.3g})")
         if reason and "acc_p" in status:
             reason += (f"; D_f classified right {status['forget_acc']:.1%} of the time, as held-out samples would be "
