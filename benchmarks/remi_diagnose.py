@@ -1,7 +1,7 @@
 """Where ReMI's distance to retraining comes from, per seed, on a leaderboard setting.
 
     OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py location_mlp random10 --seeds 8
-    OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py location_mlp random10 --seeds 8 --set target_order=random
+    OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py location_mlp random10 --seeds 8 --set targets=random
 
 For each seed (the leaderboard's target, request and independent retrains, cached in its folder) it puts side by
 side: the two retrains' forget accuracy (their spread is the noise floor), the forget accuracy of each OUT model of
