@@ -67,8 +67,8 @@ class RemiConfig:
     gap comes from")."""
     tolerance: float = 0.05
     """``out-mean`` and ``random`` targets: stop only once the likelihood term on the whole of D_f,
-    ``mean (z − t)² / 2``, is at most this (RMS distance ``sqrt(2·tolerance)`` in units of a retrain's spread), or
-    D_f's z-scores were never distinguishable from held-out samples' (two-sided, at ``level``)."""
+    ``mean (z − t)² / 2``, is at most this (RMS distance ``sqrt(2·tolerance)`` in units of a retrain's spread),
+    unless the original already scores D_f like held-out samples (:data:`ALREADY_MET_LEVEL`)."""
     accuracy_check: bool = True
     """``per-example``: D_f must also not be classified right more often than held-out samples would be (the OUT
     models' accuracy on D_f, shifted by how the current model and the OUT models differ on the calibration samples;
