@@ -53,9 +53,8 @@ class RemiConfig:
     distill: float = 0.0
     """``per-example``: weight of a KL from the OUT models' mean predicted distribution on each forgotten sample
     to the current one (where the probability mass that leaves the label goes, which ``s`` alone leaves open).
-    Off by default: with OUT-mean targets it pulls D_f to the accuracy of the OUT models' *average*, which
-    classifies better than one retrained model, and it left ReMI farther from retraining on all four leaderboard
-    settings (BENCHMARKS.md, "ReMI's targets and stopping rule")."""
+    Off by default: with OUT-mean targets it pulls D_f toward the accuracy of the OUT models' *average*, which
+    classifies better than one retrained model (BENCHMARKS.md, "ReMI's targets and stopping rule")."""
     targets: str = "out-mean"
     """``per-example``: where each forgotten sample's z-score ``(s − μ_out(x)) / σ_out`` is pulled.
     ``out-mean``: to 0, i.e. ``s`` to the sample's own OUT mean (the spec's term). ``random``: to a held-out
