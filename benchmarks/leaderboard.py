@@ -31,6 +31,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import hashlib
+import inspect
 import itertools
 import json
 import math
@@ -346,11 +347,33 @@ def load_setting_data(name: str, config: RunConfig, opts: Options) -> Dataset:
 
 
 def config_digest(config: RunConfig, opts: Options) -> str:
+    """Names the setting's folder of targets, retrains and tuning journals: what they depend on. The approximator
+    is not in it (only the methods that read it depend on it: :func:`method_version`)."""
     key = {"data": dataclasses.asdict(config.data) | {"root": None}, "model": dataclasses.asdict(config.model),
            "train": {k: v for k, v in dataclasses.asdict(config.train).items() if k not in ("device", "progress")},
-           "approximator": dataclasses.asdict(config.approximator), "retrains": opts.retrains,
-           "references": opts.references}
+           "retrains": opts.retrains, "references": opts.references}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def uses_approximator(method: str) -> bool:
+    return method in METHODS and "approximator" in METHODS.get(method).requires
+
+
+def approximator_version(config: RunConfig) -> str:
+    """The approximator's settings and the source of its class (and the classes it extends)."""
+    cls = APPROXIMATORS.get(config.approximator.name)
+    sources = sorted({inspect.getsource(inspect.getmodule(c)) for c in cls.__mro__
+                      if c.__module__.startswith("miunlearn.")})
+    key = [dataclasses.asdict(config.approximator), sources]
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def method_version(ctx: SettingContext, method: str) -> str | None:
+    """What a method's rows depend on besides the setting: its own source, and the approximator if it reads one."""
+    if method not in METHODS:
+        return None
+    fingerprint = method_fingerprint(method)
+    return f"{fingerprint}+{approximator_version(ctx.config)}" if uses_approximator(method) else fingerprint
 
 
 def prepare_setting(name: str, opts: Options, console: Console) -> SettingContext:
@@ -455,7 +478,8 @@ def tune_scenario(ctx: SettingContext, scenario: str, methods: list[str], opts: 
     tuned: dict[str, dict] = {}
     for method in [m for m in methods if m in SEARCH_SPACES]:
         start = time.perf_counter()
-        result = tune(method, task, opts.trials, folder / "trials" / f"{method}.journal", key, seed=0,
+        method_key = key | ({"approximator": approximator_version(ctx.config)} if uses_approximator(method) else {})
+        result = tune(method, task, opts.trials, folder / "trials" / f"{method}.journal", method_key, seed=0,
                       executor=opts.executor)
         console.log(f"{ctx.name}/{scenario}: tuned {method} ({result.trials_run_now} new trial(s), "
                     f"{time.perf_counter() - start:.0f} s): distance {result.value:.2f} with {result.params}")
@@ -591,7 +615,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
     key = cell_key(ctx.name, scenario, seed)
     wanted_ulira = seed < opts.ulira_seeds
     stale = {m for m in methods if results.cells.get(key, {}).get("methods", {}).get(m, {}).get("fingerprint")
-             not in (None, method_fingerprint(m))}  # the method's code changed since its row was computed
+             not in (None, method_version(ctx, m))}  # the method's code (or approximator) changed since its row
     stale |= {m for m in methods if (row := results.row(ctx.name, scenario, m, seed)) is not None
               and row["params"] != params.get(m, {})}  # or its tuned settings did (more trials, say)
     if stale:
@@ -629,7 +653,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
             "speedup": retrain_seconds / seconds if seconds else None,
             "work_ratio": retrain_work / work if work else None, "peak_mib": peak, "params": method_params})
         cell["methods"][method] = {
-            "fingerprint": method_fingerprint(method) if method in METHODS else None,
+            "fingerprint": method_version(ctx, method),
             "strong": a.strong, "verdict": verdict(a.scores, retrain_audits[0].scores, seed),
             "delta_s_forget": float(np.mean([np.abs(a.s_forget - r.s_forget).mean() for r in retrain_audits])),
             "delta_s_audit": float(np.mean([np.abs(a.s_audit - r.s_audit).mean() for r in retrain_audits]))}
@@ -642,7 +666,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
             "retrain_seconds": retrain_seconds, "speedup": retrain_seconds / seconds if seconds else None,
             "work_ratio": retrain_work / work if work else None, "peak_mib": peak, "params": method_params}
         results.put(row)
-        cell["methods"][method] = {"fingerprint": method_fingerprint(method), "broken": "non-finite weights"}
+        cell["methods"][method] = {"fingerprint": method_version(ctx, method), "broken": "non-finite weights"}
 
     if "original" in pending:
         original = audit(target)

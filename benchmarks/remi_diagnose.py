@@ -2,15 +2,21 @@
 
     OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py location_mlp random10 --seeds 8
     OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py location_mlp random10 --seeds 8 --set targets=random
+    OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py location_mlp random10 --seeds 3 --ulira
+    OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py location_mlp random10 --seeds 3 \
+        --config approximator.name=per-example --config approximator.num_shadows=2
 
 For each seed (the leaderboard's target, request and independent retrains, cached in its folder) it puts side by
 side: the two retrains' forget accuracy (their spread is the noise floor), the forget accuracy of each OUT model of
-ReMI's per-example approximator and of their averaged prediction (what ReMI's targets are built from: models that
-never saw D_train), and ReMI at the setting's tuned preset (``benchmarks/presets/<setting>-<scenario>.yaml``):
-its metrics, average gap, the accuracy it keeps on D_r, and why it stopped. Seeds beyond the leaderboard's three
-are targets the tuning never saw either.
+ReMI's approximator on the forgotten samples it never saw (``folds``: its own fold's; ``per-example``: all of D_f,
+and their averaged prediction's), and ReMI at the setting's tuned preset
+(``benchmarks/presets/<setting>-<scenario>.yaml``): its metrics, average gap, the accuracy it keeps on D_r, and why
+it stopped; with ``--ulira``, also the leaderboard's U-LiRA AUC of ReMI against the first retrain (ReMI re-run on
+each reference model: one more run per reference). Seeds beyond the leaderboard's three are targets the tuning
+never saw either.
 
-``--set key=value`` changes ReMI settings on top of the preset. Rows go to
+``--set key=value`` changes ReMI settings on top of the preset; ``--config key=value`` the setting's run config
+(e.g. the approximator; the targets and retrains stay those of the leaderboard's cache). Rows go to
 ``benchmarks/results/remi_diagnose-<setting>-<scenario>[-key=value...].json`` (rewritten atomically after each seed;
 a rerun skips the seeds it holds unless ReMI's code or preset changed) and a markdown summary to stdout.
 """
@@ -18,6 +24,7 @@ a rerun skips the seeds it holds unless ReMI's code or preset changed) and a mar
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -35,6 +42,7 @@ import leaderboard as lb  # noqa: E402
 from miunlearn.audit.metrics import accuracy, average_gap  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
 from miunlearn.io import write_json  # noqa: E402
+from miunlearn.statistics import logit_confidence  # noqa: E402
 from miunlearn.training import predict_logits  # noqa: E402
 from miunlearn.tuning import method_fingerprint  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
@@ -61,12 +69,17 @@ def parse_overrides(items: list[str]) -> dict:
     return changes
 
 
-def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: int, params: dict) -> dict:
+def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: int, params: dict, ulira: bool) -> dict:
     request, target, models, audit = lb.prepare_cell(ctx, scenario, seed, retrains)
     retrain_audits = [audit(m) for m, _ in models]
     mean_retrain = {k: float(np.mean([a.metrics[k] for a in retrain_audits])) for k in KEYS}
     out_models = list(getattr(ctx.approximator, "out_models", []))
     out_probs = [torch.softmax(predict_logits(m, request.forget), 1) for m in out_models]
+    # ``folds``: model k never saw only the samples of fold k; elsewhere every OUT model never saw any of D_f
+    owner = ctx.approximator.out_model_of(request.forget) if hasattr(ctx.approximator, "out_model_of") else None
+    unseen = [owner == k if owner is not None else torch.ones(len(request.forget.y), dtype=torch.bool)
+              for k in range(len(out_models))]
+    retrain_s = [logit_confidence(predict_logits(m, request.forget), request.forget.y.cpu()) for m, _ in models]
     start = time.perf_counter()
     result = unlearn(target, request.forget, request.retain, "remi", params or None, reference=ctx.reference,
                      approximator=ctx.approximator, recipe=ctx.config.train, seed=seed)
@@ -76,9 +89,15 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
         "seed": seed,
         "retrain_forget_acc": [a.metrics["forget_acc"] for a in retrain_audits],
         "floor_avg_gap": lb.floor_of(retrain_audits)["avg_gap"],
-        "out_forget_acc": [accuracy(p, request.forget.y) for p in out_probs],
-        "out_ensemble_forget_acc": accuracy(torch.stack(out_probs).mean(0), request.forget.y) if out_probs else None,
+        "out_forget_acc": [accuracy(p[mask], request.forget.y[mask]) for p, mask in zip(out_probs, unseen)],
+        "out_ensemble_forget_acc": (accuracy(torch.stack(out_probs).mean(0), request.forget.y)
+                                    if out_probs and owner is None else None),
         "original_retain_acc": accuracy(predict_logits(target, request.retain), request.retain.y.cpu()),
+        # how near the approximator's OUT prediction of s is to a retrain's, per forgotten sample, and one retrain's
+        # to another's (what no prediction can beat)
+        "out_error": float(np.mean([(ctx.approximator.predict_out(request.forget).mu.cpu() - s).abs().mean()
+                                    for s in retrain_s])),
+        "retrain_error": float(np.mean([(a - b).abs().mean() for a, b in itertools.combinations(retrain_s, 2)])),
         "remi": {k: remi.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in KEYS},  # as leaderboard rows
         "remi_avg_gap": average_gap(remi.metrics, mean_retrain),
         "retrain_mia_efficacy": [a.metrics["mia_efficacy"] / 100 for a in retrain_audits],
@@ -87,6 +106,8 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
         "remi_epochs": result.record.history[-1]["epoch"] if result.record.history else 0.0,
         "remi_stop_reason": result.record.stop_reason,
         "speedup": float(np.mean([facts["seconds"] for _, facts in models])) / seconds,
+        "ulira_auc": (lb.ulira_auc(ctx, "remi", params or None, result.model, models[0][0], request, seed)
+                      if ulira else None),
     }
 
 
@@ -121,6 +142,13 @@ def summary(rows: list[dict]) -> str:
               f"{np.mean([r['retrain_mia_efficacy'] for r in rows]) * 100:.1f}%. Strongest reference attack, AUC / "
               f"TPR at 1% FPR: ReMI {strong(rows, 'remi_strong', 0):.3f} / {strong(rows, 'remi_strong', 1):.3f}, "
               f"retrains {strong(rows, 'retrain_strong', 0):.3f} / {strong(rows, 'retrain_strong', 1):.3f}."]
+    lines[-1] += (f" The approximator's OUT prediction of s vs a retrain's on D_f: mean |Δ| "
+                  f"{np.mean([r['out_error'] for r in rows]):.2f} (one retrain vs another: "
+                  f"{np.mean([r['retrain_error'] for r in rows]):.2f}).")
+    ulira = [r["ulira_auc"] for r in rows if r.get("ulira_auc") is not None]
+    if ulira:
+        lines[-1] += (f" U-LiRA AUC (ReMI vs a retrain; 0.5: indistinguishable): {np.mean(ulira):.3f} on "
+                      f"{len(ulira)} seed(s).")
     return "\n".join(lines)
 
 
@@ -132,6 +160,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a ReMI setting on top of the preset (repeatable)")
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="a run-config override of the setting (repeatable), e.g. approximator.name=per-example")
+    parser.add_argument("--ulira", action="store_true", help="also U-LiRA (one more ReMI run per reference model)")
     parser.add_argument("--quick", action="store_true", help="the leaderboard's --quick targets, cache and presets")
     parser.add_argument("--cache", type=Path, help="the leaderboard's --cache (default: its own)")
     parser.add_argument("--presets", type=Path, help="the leaderboard's --presets (default: its own)")
@@ -142,23 +173,25 @@ def main(argv: list[str]) -> int:
         lb.SCENARIOS.validate(args.scenario)
         if args.seeds < 1:
             raise MiunlearnError(f"--seeds must be at least 1, got {args.seeds}")
-        opts = lb.parse_args(["--settings", args.setting, *(["--quick"] if args.quick else []),
+        opts = lb.parse_args(["--settings", args.setting, *(["--quick"] if args.quick else []), *args.config,
                               *(["--cache", str(args.cache)] if args.cache else []),
                               *(["--presets", str(args.presets)] if args.presets else [])])
         changes = parse_overrides(args.set)
         params = preset_params(opts.presets, args.setting, args.scenario) | changes
-        suffix = "".join(f"-{k}={v}" for k, v in changes.items())
+        suffix = "".join(f"-{k}={v}" for k, v in [*changes.items(), *(c.split("=", 1) for c in args.config)])
         path = args.out / f"remi_diagnose-{args.setting}-{args.scenario}{suffix}.json"
-        version = {"remi": method_fingerprint("remi"), "params": params}
+        version = {"remi": method_fingerprint("remi"),
+                   "approximator": lb.approximator_version(lb.setting_config(args.setting, opts)), "params": params}
         stored = lb.Results._read(path, {})
         rows = stored.get("rows", []) if stored.get("version") == version else []
         args.out.mkdir(parents=True, exist_ok=True)
         ctx = lb.prepare_setting(args.setting, opts, console)
         for seed in range(args.seeds):
-            if any(r["seed"] == seed for r in rows):
+            if any(r["seed"] == seed and (r.get("ulira_auc") is not None or not args.ulira) for r in rows):
                 continue
+            rows = [r for r in rows if r["seed"] != seed]
             console.log(f"{args.setting}/{args.scenario}: seed {seed}")
-            rows.append(diagnose_seed(ctx, args.scenario, seed, opts.retrains, params))
+            rows.append(diagnose_seed(ctx, args.scenario, seed, opts.retrains, params, args.ulira))
             write_json(path, {"version": version, "command": "OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py "
                               + " ".join(argv), "machine": lb.machine(), "rows": rows})
         print(summary(sorted(rows, key=lambda r: r["seed"])[: args.seeds]))

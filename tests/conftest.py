@@ -45,7 +45,7 @@ def blobs_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-FAST = ["train.progress=false", "approximator.num_shadows=1"]  # the default (per-example) approximator
+FAST = ["train.progress=false", "approximator.num_shadows=2"]  # the default (folds) approximator: two fold models
 
 
 def blobs_overrides(path: Path) -> list[str]:

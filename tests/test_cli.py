@@ -10,7 +10,7 @@ from miunlearn.cli import app
 from miunlearn.io import staged_run_dir
 
 runner = CliRunner()
-QUICK = ["train.epochs=5", "approximator.num_shadows=1", "unlearn.methods=[remi]"]
+QUICK = ["train.epochs=5", "approximator.num_shadows=2", "unlearn.methods=[remi]"]
 
 
 @pytest.fixture(scope="module")

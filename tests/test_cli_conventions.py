@@ -81,7 +81,7 @@ def test_config_show_unknown_section_is_one_line():
 
 
 def test_run_json_is_the_results_on_stdout(tmp_path):
-    result = runner.invoke(app, ["run", "train.epochs=3", "approximator.num_shadows=1",
+    result = runner.invoke(app, ["run", "train.epochs=3", "approximator.num_shadows=2",
                                  "unlearn.methods=[finetune]", "train.progress=false", "--out", str(tmp_path / "r"),
                                  "--json", "-q"])
     assert result.exit_code == 0, result.output

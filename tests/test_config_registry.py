@@ -100,5 +100,5 @@ def test_every_approximator_has_its_own_config_drawn_from_the_approximator_secti
         "approximator.top_k=5 is ignored by approximator 'loss-threshold'; remove it"]
     assert approximator_problems(ApproximatorConfig(name="shadow-nn", attack_epochs=0)) == [
         "approximator.attack_epochs must be at least 1, got 0"]
-    assert approximator_problems(ApproximatorConfig(attack_epochs=50)) == [  # the default is per-example
-        "approximator.attack_epochs=50 is ignored by approximator 'per-example'; remove it"]
+    assert approximator_problems(ApproximatorConfig(attack_epochs=50)) == [  # the default is folds
+        "approximator.attack_epochs=50 is ignored by approximator 'folds'; remove it"]

@@ -223,7 +223,7 @@ def test_wrong_architecture_names_keys_and_shapes(user, tmp_path, monkeypatch):
     (["--model", "usernets.mlp:TwoLayer", "--held-out", "missing.npz"], "does not exist"),
     (["--model", "usernets.mlp:TwoLayer", "held_out.reference=400"], "held_out.* ask for"),
     (["--model", "usernets.mlp:TwoLayer", "approximator.attack_epochs=40"],
-     "approximator.attack_epochs=40 is ignored by approximator 'per-example'"),
+     "approximator.attack_epochs=40 is ignored by approximator 'per-example'"),  # forget's own default
     (["--model", "usernets.mlp:TwoLayer", "approximator.name=shadow-nn", "approximator.hidden=0"],
      "approximator.hidden must be at least 1"),
     (["--model", "usernets.mlp:TwoLayer", "approximator.name=lira"], "unknown approximator 'lira'"),

@@ -32,7 +32,7 @@ from miunlearn.io import RUN_MARKER
 from miunlearn.models import build_model, save_weights
 
 runner = CliRunner()
-CHEAP = ["train.epochs=1", "train.progress=false", "approximator.num_shadows=1"]
+CHEAP = ["train.epochs=1", "train.progress=false", "approximator.num_shadows=2"]
 
 
 def blobs(n: int = 120, features: int = 4, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -300,9 +300,9 @@ def damaged_store(damage: Callable[[Path], None]) -> Callable[[Path], list[str]]
 
 
 def damaged_out_store(damage: Callable[[Path], None]) -> Callable[[Path], list[str]]:
-    """A run of the default (per-example) approximator whose OUT-model store ``damage`` spoiled."""
+    """A run of the per-example approximator whose OUT-model store ``damage`` spoiled."""
     def build(ws: Path) -> list[str]:
-        args = run_args(ws, f"executor.cache_dir={ws / 'cache'}")
+        args = run_args(ws, f"executor.cache_dir={ws / 'cache'}", "approximator.name=per-example")
         config = load_config(None, [a for a in args if "=" in a])
         dataset = load_dataset(config.data)
         splits = prepare_splits(dataset, config.data, config.forget)
@@ -417,7 +417,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "hidden 0": (overrides("approximator.name=shadow-nn", "approximator.hidden=0"),
                  'approximator.hidden must be at least 1'),
     "shadow-nn field under the default": (overrides("approximator.attack_epochs=50"),
-                                          "approximator.attack_epochs=50 is ignored by approximator 'per-example'; "
+                                          "approximator.attack_epochs=50 is ignored by approximator 'folds'; "
                                           "remove it"),
     "no shadows": (overrides("approximator.num_shadows=0"), 'approximator.num_shadows must be at least 1'),
     "hidden set for gaussian": (overrides("approximator.name=gaussian", "approximator.hidden=16"),
@@ -545,7 +545,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "cache meta corrupt": (damaged_store(corrupt_meta), 'meta.json is not a readable'),
     "cache membership corrupt": (damaged_store(corrupt_membership), 'membership.npz is not a readable'),
     "cache store is a file": (damaged_store(store_is_a_file), 'is a file, not a folder of shadow models'),
-    "cache dir is a file": (cache_is_a_file, "cannot create the store of OUT models"),
+    "cache dir is a file": (cache_is_a_file, "cannot create the store of fold models"),
     "cache OUT store is a file": (damaged_out_store(store_is_a_file), 'is a file, not a folder of OUT models'),
     "cache OUT store is foreign": (damaged_out_store(foreign_store), 'no meta.json'),
     "audit gamma nan": (on_run("audit", None, None, "rmia_gamma=.nan"), "rmia_gamma must be finite"),

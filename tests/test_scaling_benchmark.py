@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import scaling  # noqa: E402
 
 DIGITS = ["data.name=digits", "data.root=null", "data.test_subset=null", "train.augment=false", "train.epochs=3",
-          "approximator.num_shadows=1", "unlearn.params.remi.epochs=3"]
+          "approximator.num_shadows=2", "unlearn.params.remi.epochs=3"]
 
 
 @pytest.mark.slow

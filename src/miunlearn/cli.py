@@ -127,7 +127,7 @@ def _execute(config_path: Path | None, overrides: list[str], out: Path | None, o
 
 #: The demo's target memorises: 30% of the digits' training labels are wrong and it trains 100 epochs without
 #: weight decay, so membership leaks (loss-attack AUC on D_f well above 0.5) and forgetting has something to do.
-#: ReMI is guided by the default approximator, per-example (OUT models at D_train's size).
+#: ReMI is guided by the default approximator, folds (one model per fold of D_train left out).
 DEMO = ["data.label_noise=0.3", "train.weight_decay=0", "train.epochs=100"]
 
 

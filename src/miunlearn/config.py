@@ -13,7 +13,7 @@ import difflib
 import math
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +105,13 @@ class TrainConfig:
 class ApproximatorConfig:
     """The privacy approximation function ``A`` that guides ReMI (spec: "Privacy approximation")."""
 
-    name: str = "per-example"
-    num_shadows: int = 2
-    """Shadow models (``per-example``: OUT models at the target's training-set size)."""
+    name: str = "folds"
+    num_shadows: int = 4
+    """Shadow models (``folds``: the folds of D_train, one model trained without each; ``per-example``: OUT models
+    at the target's training-set size on D_shadow ∪ D_ref)."""
     calibration_fraction: float = 0.1
-    """``per-example``: share of D_shadow ∪ D_ref held out from the OUT models as calibration samples (never seen
-    by the target nor the OUT models), against which ReMI's stopping rule compares D_f."""
+    """``folds`` and ``per-example``: share of D_shadow ∪ D_ref taken as calibration samples (never seen by the
+    target nor the OUT models), against which ReMI's stopping rule compares D_f."""
     top_k: int = 3
     hidden: int = 64
     attack_epochs: int = 300
@@ -177,12 +178,15 @@ def from_dict(cls: type, data: dict[str, Any] | None, where: str = "") -> Any:
     if not isinstance(data, dict):
         raise MiunlearnError(f"config section {where or 'top level'!r} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    valid = {f.name for f in fields(cls)}
+    declared = {f.name: f for f in fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{where}.{key}" if where else str(key)
-        if key not in valid:
-            raise MiunlearnError(_unknown_key_message(dotted, key, sorted(valid)))
+        if key not in declared:
+            raise MiunlearnError(_unknown_key_message(dotted, key, sorted(declared)))
+        factory = declared[key].default_factory
+        if is_dataclass(hints[key]) and isinstance(value, dict) and factory is not MISSING:
+            value = asdict(factory()) | value  # a section's keys change its own default, not the class's
         kwargs[key] = _coerce(hints[key], value, dotted)
     return cls(**kwargs)
 

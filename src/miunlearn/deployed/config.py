@@ -32,8 +32,10 @@ class DeploymentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     """The recipe for the approximator's models and ``--retrain``: set it to how the deployed model was trained
     (epochs, optimizer, lr...), as near as you know it. Fixed when the state folder is created."""
-    approximator: ApproximatorConfig = field(default_factory=ApproximatorConfig)
-    """The privacy approximator, fitted once when the state folder is created (default: ``per-example``)."""
+    approximator: ApproximatorConfig = field(default_factory=lambda: ApproximatorConfig(name="per-example",
+                                                                                       num_shadows=2))
+    """The privacy approximator, fitted once when the state folder is created (default: ``per-example`` with 2 OUT
+    models on held-out rows; ``folds`` needs the training set as one, which ``forget`` does not keep)."""
     held_out: HeldOutConfig = field(default_factory=HeldOutConfig)
     """Fixed when the state folder is created."""
     unlearn: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -3,7 +3,7 @@
 Nothing here judges a result; that is :mod:`miunlearn.audit`, which never imports this package.
 """
 
-from miunlearn.guidance import per_example  # noqa: F401  (registers the per-example approximator)
+from miunlearn.guidance import folds, per_example  # noqa: F401  (register the per-example and folds approximators)
 from miunlearn.guidance.approximators import (
     APPROXIMATORS,
     PrivacyApproximator,

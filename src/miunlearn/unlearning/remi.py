@@ -4,10 +4,10 @@ Every step minimises ``CE(b_r) + privacy terms on b_f + γ · anchor on b_ref``;
 stopping rule come from an objective (:data:`OBJECTIVES`):
 
 - ``per-example`` (spec "Beyond the paper"; ``auto`` takes it when the approximator has OUT models): each forgotten
-  sample's ``s`` is pulled toward its own OUT mean ``μ_out(x)`` (likelihood term ``(s − μ_out(x))² / (2σ_out²)``,
-  from the ``per-example`` approximator's OUT models) and its prediction toward the OUT models' mean one; stop
-  when D_f has converged there and is no more member-like, nor more often classified right, than held-out
-  calibration samples.
+  sample's ``s`` is pulled toward its own OUT prediction ``μ_out(x)`` (likelihood term ``(s − μ_out(x))² / (2σ²)``,
+  from the approximator's OUT models: ``folds``, the default, or ``per-example``), optionally its prediction toward
+  theirs (``distill``); stop when D_f has converged there and is no more member-like, nor more often classified
+  right, than held-out calibration samples.
 - ``population`` (the spec's objective): ``α · softplus(a) + β · KL(N(μ_f, σ_f²) ‖ N(μ_ref, σ_ref²))``; stop when
   D_f is as member-like as D_ref under ``a`` and the KL is at noise level.
 
@@ -57,13 +57,20 @@ class RemiConfig:
     classifies better than one retrained model (BENCHMARKS.md, "ReMI's targets and stopping rule")."""
     targets: str = "out-mean"
     """``per-example``: where each forgotten sample's z-score ``(s − μ_out(x)) / σ_out`` is pulled.
-    ``out-mean``: to 0, i.e. ``s`` to the sample's own OUT mean (the spec's term). ``random``: to a held-out
-    sample's z-score at a fixed random rank, scattering D_f around its OUT means as a retrained model would.
+    ``out-mean``: to 0, i.e. ``s`` to the sample's own OUT mean (the spec's term). ``random``: to the held-out
+    z-score at a rank drawn at random for each request (``spread`` scales it toward the held-out median), scattering
+    D_f around its OUT predictions as retrained models scatter.
     Both are fixed per sample, nothing to overshoot: ReMI stops once D_f has converged on them (``tolerance``) and
     is no more member-like than held-out samples (one-sided tests). ``rank``: the held-out z-score of the sample's
     own rank under the current model, re-ranked at every check; it stops on a two-sided test and keeps the closest
     model seen, and keeps the most memorised samples above their OUT mean (BENCHMARKS.md, "Where ReMI's remaining
     gap comes from")."""
+    spread: float = 1.0
+    """``random`` targets: how far each target lies from the held-out z-scores' median, as a fraction of where its
+    held-out quantile lies (1: the held-out spread; 0: all at the median). Targets drawn afresh for every request
+    hide ReMI from a U-LiRA attacker who holds the approximator's own models (every run would otherwise put a sample
+    where they say), at a cost in closeness to retraining (BENCHMARKS.md, "An approximator that saw the rest of
+    D_train")."""
     tolerance: float = 0.05
     """``out-mean`` and ``random`` targets: stop only once the likelihood term on the whole of D_f,
     ``mean (z − t)² / 2``, is at most this (RMS distance ``sqrt(2·tolerance)`` in units of a retrain's spread),
@@ -72,7 +79,7 @@ class RemiConfig:
     """``per-example``: D_f must also not be classified right more often than held-out samples would be (the OUT
     models' accuracy on D_f, shifted by how the current model and the OUT models differ on the calibration samples;
     one-sided binomial test at ``level``). The z-score tests have little power where a model keeps D_f right with a
-    lowered confidence (Fashion-MNIST ``mlp``); with calibrated targets the excess accuracy also counts in the
+    lowered confidence (Fashion-MNIST ``mlp``); with ``rank`` targets the excess accuracy also counts in the
     distance the closest model is kept by."""
     gamma: float = 1.0
     """Weight of an anchor term (our addition): KL from the original model's outputs on the reference
@@ -277,10 +284,10 @@ class PerExampleObjective(Objective):
         self.calibrated = config.targets != "out-mean"
         # Targets re-ranked at every check follow the model and can be overshot; fixed ones are converged on.
         self.keeps_closest = config.targets == "rank"
-        # σ_out in the held-out samples' own units: their z-scores under the original have unit spread. The OUT
-        # models' pooled spread misses the variation that comes from training on other data than theirs.
-        self.sigma = approximator.sigma_out.to(device)
-        self.sigma = self.sigma * self.scores(model)[0][1].std().clamp_min(1e-3)
+        # The spread of the original's s around the OUT predictions on the held-out samples: their z-scores have unit
+        # spread. The OUT models' own pooled spread misses the variation from training on other data than theirs.
+        s_cal = logit_confidence(predict_logits(model, self.calibration).to(self.mu_cal.device), self.calibration.y)
+        self.sigma = (s_cal - self.mu_cal).std().clamp_min(1e-3).to(device)
         self.targets = torch.zeros_like(self.mu_f)
         n = len(forget)
         self.random_levels = (torch.randperm(n, generator=torch.Generator().manual_seed(request.seed)).double()
@@ -304,7 +311,11 @@ class PerExampleObjective(Objective):
         if self.calibrated:
             levels = ((z_f.argsort().argsort().double() + 0.5) / len(z_f) if self.config.targets == "rank"
                       else self.random_levels.to(z_f.device))
-            self.targets = torch.quantile(z_cal.double(), levels).to(z_f.dtype)
+            quantiles = torch.quantile(z_cal.double(), levels)
+            if self.config.targets == "random":
+                median = z_cal.double().median()
+                quantiles = median + self.config.spread * (quantiles - median)
+            self.targets = quantiles.to(z_f.dtype)
         status = distribution_match(z_f, z_cal)
         status["fit"] = float(0.5 * ((z_f - self.targets).double() ** 2).mean())
         if self.config.accuracy_check:
@@ -315,7 +326,8 @@ class PerExampleObjective(Objective):
             hits, n = int(correct.sum()), len(correct)
             status |= {"forget_acc": hits / n, "expected_acc": expected,
                        "acc_p": float(stats.binomtest(hits, n, expected, alternative="greater").pvalue)}
-            status["distance"] += max(0.0, hits / n - expected)
+            if self.keeps_closest:  # the distance the closest model is kept by
+                status["distance"] += max(0.0, hits / n - expected)
         return status
 
     def reached(self, status: dict[str, float], untouched: bool = False) -> str | None:
@@ -438,6 +450,8 @@ class ReMI(UnlearningMethod):
             raise MiunlearnError(f"remi.min_epochs must be in 0..epochs ({c.epochs}), got {c.min_epochs}")
         if c.targets not in TARGETS:
             raise MiunlearnError(f"unknown remi.targets {c.targets!r}; valid: {', '.join(TARGETS)}")
+        if c.spread < 0:
+            raise MiunlearnError(f"remi.spread must not be negative, got {c.spread}")
         if c.tolerance <= 0:
             raise MiunlearnError(f"remi.tolerance must be positive, got {c.tolerance}")
         if not 0 < c.level < 1:
