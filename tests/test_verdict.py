@@ -46,3 +46,14 @@ def test_holm_corrects_for_the_number_of_attacks():
                      + [{"attack": f"b{i}", "metric": "auc", "value": 0.5, "retrain": 0.5, "p": 0.9}
                         for i in range(4)])["distinguishable"]
     assert judge([{"attack": "a", "metric": "auc", "value": 0.6, "retrain": 0.5, "p": 0.02}])["distinguishable"]
+
+
+def test_without_bootstrap_resamples_there_is_no_verdict_rather_than_a_pass():
+    """The p-values are bootstrap-based: with none a clearly leaking model must not be called "not distinguishable"."""
+    method_f, method_a, retrain_f, retrain_a = _scores()
+    scores = {"lira/remi/forget": method_f + 3, "lira/remi/audit": method_a,
+              "lira/retrain/forget": retrain_f, "lira/retrain/audit": retrain_a}
+    assert verdicts(scores, ["lira"], ["remi", "retrain"])["remi"]["distinguishable"]
+    out = verdicts(scores, ["lira"], ["remi", "retrain"], bootstrap=0)["remi"]
+    assert out["distinguishable"] is None and out["sentence"].startswith("no verdict")
+    assert "bootstrap=0" in out["sentence"]

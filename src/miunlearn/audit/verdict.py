@@ -101,9 +101,15 @@ def verdicts(scores: dict[str, np.ndarray], attacks: list[str], models: list[str
     """Per unlearned model: every attack's AUC and TPR-at-``fpr`` against retraining's (and U-LiRA's against
     chance where ``scores`` holds ``ulira/<model>/forget|retrain``), Holm-corrected together.
 
-    ``scores`` maps ``<attack>/<model>/forget`` and ``<attack>/<model>/audit`` to attack scores."""
+    ``scores`` maps ``<attack>/<model>/forget`` and ``<attack>/<model>/audit`` to attack scores. The p-values come
+    from the bootstrap's spread: with fewer than 2 resamples there is none, and no verdict is given."""
     if "retrain" not in models:
         return {}
+    if bootstrap < 2:
+        sentence = (f"no verdict: its tests need bootstrap resamples for their standard errors, and "
+                    f"bootstrap={bootstrap} was asked for (the default is 200)")
+        return {m: {"distinguishable": None, "alpha": alpha, "sentence": sentence, "tests": []}
+                for m in models if m != "retrain"}
     out = {}
     for model in [m for m in models if m != "retrain"]:
         tests = []
