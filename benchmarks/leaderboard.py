@@ -565,9 +565,11 @@ def floor_of(retrains: list[Audited]) -> dict:
 
 
 def ulira_auc(ctx: SettingContext, method: str, params: dict, model: nn.Module, retrain: nn.Module,
-              request: Request, seed: int) -> float:
+              request: Request, seed: int, approximators: list | None = None) -> float:
     """U-LiRA (Hayes et al. 2024): LiRA on D_f whose IN models are reference models that were trained on a
-    sample and then unlearned it with ``method``; members = the method's model, non-members = a retrain."""
+    sample and then unlearned it with ``method``; members = the method's model, non-members = a retrain.
+    The reference models unlearn with the target's approximator (an auditor who holds it), or with
+    ``approximators[k]`` for reference model k (one that had to fit its own)."""
     refs, forget = ctx.refs, request.forget
     member_f = refs.membership_of(request.forget_idx)
     stat = lira_statistic(torch.stack([predict_logits(m.to(ctx.device), forget, ctx.device) for m in refs.models]),
@@ -579,7 +581,8 @@ def ulira_auc(ctx: SettingContext, method: str, params: dict, model: nn.Module, 
             continue
         pool = ctx.dataset.pool
         unlearned = unlearn(ref_model, pool.subset(asked), pool.subset(np.setdiff1d(trained_on, request.forget_idx)),
-                            method, params, reference=ctx.reference, approximator=ctx.approximator,
+                            method, params, reference=ctx.reference,
+                            approximator=approximators[k] if approximators else ctx.approximator,
                             recipe=ctx.config.train, seed=seed + k).model
         stat[k][member_f[k]] = lira_statistic(predict_logits(unlearned, forget, ctx.device), forget.y)[member_f[k]]
     positives = lira_online(lira_statistic(predict_logits(model, forget, ctx.device), forget.y), stat, member_f)
