@@ -339,8 +339,8 @@ def _notes(config: RunConfig, approximator: Any, timings: dict[str, float], shad
     if "approximator_fit" in timings:
         loaded = f", {shadows_loaded} loaded from the artefact store" if shadows_loaded else ""
         notes.append(f"approximator '{approximator.name}' fitted once in {timings['approximator_fit']:.2f}s "
-                     f"({config.approximator.num_shadows} shadow model(s){loaded}); reused by every later request, "
-                     "so it is not in the per-request seconds")
+                     f"({config.approximator.num_shadows} model(s) trained for it{loaded}); reused by every later "
+                     "request, so it is not in the per-request seconds")
     shared = [a for a in config.audit.attacks if AUDIT_ATTACKS.get(a).statistic in approximator.statistics]
     if shared:
         notes.append(f"audit attack(s) {', '.join(shared)} read a statistic the guiding approximator also reads "
