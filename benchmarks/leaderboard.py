@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import hashlib
-import inspect
 import itertools
 import json
 import math
@@ -75,7 +74,7 @@ from miunlearn.models import build_model, load_weights, save_weights  # noqa: E4
 from miunlearn.registry import Registry  # noqa: E402
 from miunlearn.training import predict_logits, resolve_device, train_model  # noqa: E402
 from miunlearn.training.executors import build_executor  # noqa: E402
-from miunlearn.tuning import CalibrationTask, calibration_metrics, method_fingerprint, tune  # noqa: E402
+from miunlearn.tuning import CalibrationTask, calibration_metrics, class_sources, method_fingerprint, tune  # noqa: E402
 from miunlearn.unlearning import METHODS, unlearn  # noqa: E402
 from miunlearn.unlearning.search_space import SEARCH_SPACES  # noqa: E402
 
@@ -361,10 +360,7 @@ def uses_approximator(method: str) -> bool:
 
 def approximator_version(config: RunConfig) -> str:
     """The approximator's settings and the source of its class (and the classes it extends)."""
-    cls = APPROXIMATORS.get(config.approximator.name)
-    sources = sorted({inspect.getsource(inspect.getmodule(c)) for c in cls.__mro__
-                      if c.__module__.startswith("miunlearn.")})
-    key = [dataclasses.asdict(config.approximator), sources]
+    key = [dataclasses.asdict(config.approximator), class_sources(APPROXIMATORS.get(config.approximator.name))]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

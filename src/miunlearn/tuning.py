@@ -103,9 +103,14 @@ def evaluate_params(method: str, params: dict[str, Any], task: CalibrationTask) 
 def method_fingerprint(method: str) -> str:
     """A hash of the method's own source: the modules of its class and of the classes it extends (e.g. l1-sparse
     and fine-tuning), and its search space. Changes to shared code (base.py, common.py) are not in it."""
-    modules = {inspect.getmodule(cls) for cls in METHODS.get(method).__mro__ if cls.__module__.startswith("miunlearn.")}
-    sources = sorted(inspect.getsource(module) for module in modules)
+    sources = class_sources(METHODS.get(method))
     return hashlib.sha256(json.dumps([sources, inspect.getsource(SEARCH_SPACES.get(method))]).encode()).hexdigest()[:16]
+
+
+def class_sources(cls: type) -> list[str]:
+    """The source of the modules that define ``cls`` and the miunlearn classes it extends, sorted."""
+    return sorted({inspect.getsource(inspect.getmodule(c)) for c in cls.__mro__
+                   if c.__module__.startswith("miunlearn.")})
 
 
 def study_name(method: str, key: dict[str, Any]) -> str:
