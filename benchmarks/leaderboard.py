@@ -69,11 +69,12 @@ from miunlearn.config import RunConfig, load_config  # noqa: E402
 from miunlearn.data import Dataset, TensorData, load_dataset, prepare_splits  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
 from miunlearn.guidance import APPROXIMATORS  # noqa: E402
+from miunlearn.guidance.folds import FoldOut  # noqa: E402
 from miunlearn.io import atomic_write, write_json  # noqa: E402
 from miunlearn.models import build_model, load_weights, save_weights  # noqa: E402
 from miunlearn.registry import Registry  # noqa: E402
 from miunlearn.training import predict_logits, resolve_device, train_model  # noqa: E402
-from miunlearn.training.executors import build_executor  # noqa: E402
+from miunlearn.training.executors import ModelSpec, build_executor  # noqa: E402
 from miunlearn.tuning import CalibrationTask, calibration_metrics, class_sources, method_fingerprint, tune  # noqa: E402
 from miunlearn.unlearning import METHODS, unlearn  # noqa: E402
 from miunlearn.unlearning.search_space import SEARCH_SPACES  # noqa: E402
@@ -313,6 +314,8 @@ class SettingContext:
     ref_population_logits: torch.Tensor
     folder: Path
     device: torch.device
+    own_approximators: list | None = None
+    """Per reference model, the approximator its owner would fit (:func:`reference_approximators`), once built."""
 
 
 def setting_config(name: str, opts: Options) -> RunConfig:
@@ -560,12 +563,46 @@ def floor_of(retrains: list[Audited]) -> dict:
     }
 
 
+def reference_approximators(ctx: SettingContext) -> list:
+    """For each reference model, the approximator ReMI would fit were it that model's owner: U-LiRA runs the whole
+    algorithm on every reference model (Hayes et al. 2024), and a ``folds`` approximator is part of it, trained on
+    the model's own training set. Other approximators never read the training set (their OUT models train on
+    D_shadow ∪ D_ref), so the target's is the one any owner would fit. Fold models are cached in the setting's
+    folder; the calibration samples are the target's (D_shadow ∪ D_ref: no reference model trained on them)."""
+    if not isinstance(ctx.approximator, FoldOut):
+        return [ctx.approximator] * len(ctx.refs.models)
+    if ctx.own_approximators is None:
+        refs, pool, count = ctx.refs, ctx.dataset.pool, ctx.config.approximator.num_shadows
+        spec = ModelSpec(ctx.config.model.name, ctx.dataset.info, ctx.config.model.width)
+        ctx.own_approximators = []
+        for k in range(len(refs.models)):
+            train = pool.subset(refs.pool_indices[refs.member[k]])
+            fold = np.random.default_rng([k, 0xA11]).permutation(len(train)) % count
+            models = []
+            for j in range(count):
+                part = train.subset(np.flatnonzero(fold != j))
+                recipe = dataclasses.replace(ctx.config.train, seed=90_000 + 100 * k + j)
+
+                def make(part=part, recipe=recipe, desc=f"reference {k} fold {j}") -> tuple[nn.Module, dict]:
+                    torch.manual_seed(recipe.seed)
+                    model = spec()
+                    train_model(model, part, recipe, desc=desc)
+                    return model, {}
+                models.append(cached_model(ctx, ctx.folder / "ulira-own" / f"ref-{k}-fold-{j}.safetensors", make)[0])
+            ctx.own_approximators.append(FoldOut.from_folds(ctx.config.approximator, spec, models, train, fold,
+                                                            ctx.approximator.calibration,
+                                                            ctx.dataset.info.num_classes))
+    return ctx.own_approximators
+
+
 def ulira_auc(ctx: SettingContext, method: str, params: dict, model: nn.Module, retrain: nn.Module,
               request: Request, seed: int, approximators: list | None = None) -> float:
     """U-LiRA (Hayes et al. 2024): LiRA on D_f whose IN models are reference models that were trained on a
     sample and then unlearned it with ``method``; members = the method's model, non-members = a retrain.
-    The reference models unlearn with the target's approximator (an auditor who holds it), or with
-    ``approximators[k]`` for reference model k (one that had to fit its own)."""
+    Reference model k unlearns with ``approximators[k]`` (default: :func:`reference_approximators`, what its
+    owner would fit); ``[ctx.approximator] * K`` gives an auditor who holds the target's own."""
+    approximators = approximators or (reference_approximators(ctx) if uses_approximator(method)
+                                      else [None] * len(ctx.refs.models))
     refs, forget = ctx.refs, request.forget
     member_f = refs.membership_of(request.forget_idx)
     stat = lira_statistic(torch.stack([predict_logits(m.to(ctx.device), forget, ctx.device) for m in refs.models]),
@@ -578,7 +615,7 @@ def ulira_auc(ctx: SettingContext, method: str, params: dict, model: nn.Module, 
         pool = ctx.dataset.pool
         unlearned = unlearn(ref_model, pool.subset(asked), pool.subset(np.setdiff1d(trained_on, request.forget_idx)),
                             method, params, reference=ctx.reference,
-                            approximator=approximators[k] if approximators else ctx.approximator,
+                            approximator=approximators[k],
                             recipe=ctx.config.train, seed=seed + k).model
         stat[k][member_f[k]] = lira_statistic(predict_logits(unlearned, forget, ctx.device), forget.y)[member_f[k]]
     positives = lira_online(lira_statistic(predict_logits(model, forget, ctx.device), forget.y), stat, member_f)

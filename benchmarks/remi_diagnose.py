@@ -11,10 +11,10 @@ side: the two retrains' forget accuracy (their spread is the noise floor), the f
 ReMI's approximator on the forgotten samples it never saw (``folds``: its own fold's; ``per-example``: all of D_f,
 and their averaged prediction's), and ReMI at the setting's tuned preset
 (``benchmarks/presets/<setting>-<scenario>.yaml``): its metrics, average gap, the accuracy it keeps on D_r, and why
-it stopped; with ``--ulira``, also the leaderboard's U-LiRA AUC of ReMI against the first retrain (ReMI re-run on
-each reference model: one more run per reference), and with ``--ulira-own`` the same with each reference model
-unlearning through a ``folds`` approximator fitted on its own training set. Seeds beyond the leaderboard's three
-are targets the tuning never saw either.
+it stopped; with ``--ulira-own``, also the leaderboard's U-LiRA AUC of ReMI against the first retrain (ReMI re-run
+on each reference model, with the ``folds`` approximator that model's owner would fit), and with ``--ulira`` the
+same by an auditor who holds the target's own approximator (trained on its D_train). Seeds beyond the leaderboard's
+three are targets the tuning never saw either.
 
 ``--set key=value`` changes ReMI settings on top of the preset; ``--config key=value`` the setting's run config
 (e.g. the approximator; the targets and retrains stay those of the leaderboard's cache). Rows go to
@@ -25,7 +25,6 @@ a rerun skips the seeds it holds unless ReMI's code or preset changed) and a mar
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import sys
 import time
@@ -43,11 +42,9 @@ import leaderboard as lb  # noqa: E402
 
 from miunlearn.audit.metrics import accuracy, average_gap  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
-from miunlearn.guidance.folds import FoldOut  # noqa: E402
 from miunlearn.io import write_json  # noqa: E402
 from miunlearn.statistics import logit_confidence  # noqa: E402
-from miunlearn.training import predict_logits, train_model  # noqa: E402
-from miunlearn.training.executors import ModelSpec  # noqa: E402
+from miunlearn.training import predict_logits  # noqa: E402
 from miunlearn.tuning import method_fingerprint  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
 
@@ -73,35 +70,8 @@ def parse_overrides(items: list[str]) -> dict:
     return changes
 
 
-def own_approximators(ctx: lb.SettingContext) -> list:
-    """For each reference model, a ``folds`` approximator fitted on its own training set (cached in the setting's
-    folder): what an auditor who runs ReMI on reference models without the owner's approximator has to build."""
-    if ctx.config.approximator.name != "folds":
-        raise MiunlearnError("--ulira-own fits folds approximators; run it with the default approximator")
-    refs, pool, count = ctx.refs, ctx.dataset.pool, ctx.config.approximator.num_shadows
-    spec = ModelSpec(ctx.config.model.name, ctx.dataset.info, ctx.config.model.width)
-    out = []
-    for k in range(len(refs.models)):
-        train = pool.subset(refs.pool_indices[refs.member[k]])
-        fold = np.random.default_rng([k, 0xA11]).permutation(len(train)) % count
-        models = []
-        for j in range(count):
-            part = train.subset(np.flatnonzero(fold != j))
-            recipe = dataclasses.replace(ctx.config.train, seed=90_000 + 100 * k + j)
-
-            def make(part=part, recipe=recipe, desc=f"ref {k} fold {j}") -> tuple[torch.nn.Module, dict]:
-                torch.manual_seed(recipe.seed)
-                model = spec()
-                train_model(model, part, recipe, desc=desc)
-                return model, {}
-            models.append(lb.cached_model(ctx, ctx.folder / "ulira-own" / f"ref-{k}-fold-{j}.safetensors", make)[0])
-        out.append(FoldOut.from_folds(ctx.config.approximator, spec, models, train, fold, ctx.approximator.calibration,
-                                      ctx.dataset.info.num_classes))
-    return out
-
-
 def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: int, params: dict, ulira: bool,
-                  own: list | None) -> dict:
+                  own: bool) -> dict:
     request, target, models, audit = lb.prepare_cell(ctx, scenario, seed, retrains)
     retrain_audits = [audit(m) for m, _ in models]
     mean_retrain = {k: float(np.mean([a.metrics[k] for a in retrain_audits])) for k in KEYS}
@@ -138,9 +108,9 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
         "remi_epochs": result.record.history[-1]["epoch"] if result.record.history else 0.0,
         "remi_stop_reason": result.record.stop_reason,
         "speedup": float(np.mean([facts["seconds"] for _, facts in models])) / seconds,
-        "ulira_auc": (lb.ulira_auc(ctx, "remi", params or None, result.model, models[0][0], request, seed)
-                      if ulira else None),
-        "ulira_own_auc": (lb.ulira_auc(ctx, "remi", params or None, result.model, models[0][0], request, seed, own)
+        "ulira_auc": (lb.ulira_auc(ctx, "remi", params or None, result.model, models[0][0], request, seed,
+                                   [ctx.approximator] * len(ctx.refs.models)) if ulira else None),
+        "ulira_own_auc": (lb.ulira_auc(ctx, "remi", params or None, result.model, models[0][0], request, seed)
                           if own else None),
     }
 
@@ -181,12 +151,12 @@ def summary(rows: list[dict]) -> str:
                   f"{np.mean([r['retrain_error'] for r in rows]):.2f}).")
     ulira = [r["ulira_auc"] for r in rows if r.get("ulira_auc") is not None]
     if ulira:
-        lines[-1] += (f" U-LiRA AUC (ReMI vs a retrain; 0.5: indistinguishable): {np.mean(ulira):.3f} on "
+        lines[-1] += (f" U-LiRA AUC by an auditor holding the target's approximator: {np.mean(ulira):.3f} on "
                       f"{len(ulira)} seed(s).")
     own = [r["ulira_own_auc"] for r in rows if r.get("ulira_own_auc") is not None]
     if own:
-        lines[-1] += (f" U-LiRA AUC with each reference model's own approximator: {np.mean(own):.3f} on "
-                      f"{len(own)} seed(s).")
+        lines[-1] += (f" U-LiRA AUC (the leaderboard's: each reference model its own approximator; 0.5: "
+                      f"indistinguishable): {np.mean(own):.3f} on {len(own)} seed(s).")
     return "\n".join(lines)
 
 
@@ -200,10 +170,12 @@ def main(argv: list[str]) -> int:
                         help="a ReMI setting on top of the preset (repeatable)")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="a run-config override of the setting (repeatable), e.g. approximator.name=per-example")
-    parser.add_argument("--ulira", action="store_true", help="also U-LiRA (one more ReMI run per reference model)")
+    parser.add_argument("--ulira", action="store_true",
+                        help="also U-LiRA by an auditor who holds the target's approximator (one more ReMI run per "
+                             "reference model)")
     parser.add_argument("--ulira-own", action="store_true",
-                        help="also U-LiRA whose reference models unlearn with approximators of their own (fits "
-                             "num_shadows fold models per reference model, cached)")
+                        help="also the leaderboard's U-LiRA: each reference model unlearns with the approximator its "
+                             "owner would fit (num_shadows fold models per reference model, cached)")
     parser.add_argument("--quick", action="store_true", help="the leaderboard's --quick targets, cache and presets")
     parser.add_argument("--cache", type=Path, help="the leaderboard's --cache (default: its own)")
     parser.add_argument("--presets", type=Path, help="the leaderboard's --presets (default: its own)")
@@ -227,15 +199,13 @@ def main(argv: list[str]) -> int:
         rows = stored.get("rows", []) if stored.get("version") == version else []
         args.out.mkdir(parents=True, exist_ok=True)
         ctx = lb.prepare_setting(args.setting, opts, console)
-        own = None
         for seed in range(args.seeds):
             if any(r["seed"] == seed and (r.get("ulira_auc") is not None or not args.ulira)
                    and (r.get("ulira_own_auc") is not None or not args.ulira_own) for r in rows):
                 continue
             rows = [r for r in rows if r["seed"] != seed]
             console.log(f"{args.setting}/{args.scenario}: seed {seed}")
-            own = own if own is not None or not args.ulira_own else own_approximators(ctx)
-            rows.append(diagnose_seed(ctx, args.scenario, seed, opts.retrains, params, args.ulira, own))
+            rows.append(diagnose_seed(ctx, args.scenario, seed, opts.retrains, params, args.ulira, args.ulira_own))
             write_json(path, {"version": version, "command": "OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py "
                               + " ".join(argv), "machine": lb.machine(), "rows": rows})
         print(summary(sorted(rows, key=lambda r: r["seed"])[: args.seeds]))

@@ -291,6 +291,30 @@ def test_remi_diagnosis_sets_out_models_and_remi_beside_the_retrains(quick_run: 
     assert "unknown leaderboard scenario 'nosuch'" in capsys.readouterr().err
 
 
+def test_u_lira_reference_models_unlearn_with_the_approximator_their_owner_would_fit(quick_run: dict) -> None:
+    """Hayes et al. run the whole algorithm on each reference model: a ``folds`` approximator trained on that
+    model's own training set, calibrated on samples no reference model saw; never the target's."""
+    from rich.console import Console
+
+    from miunlearn.guidance.folds import FoldOut, sample_hashes
+
+    opts = leaderboard.parse_args([*QUICK, "--cache", str(quick_run["cache"])])
+    ctx = leaderboard.prepare_setting("digits_mlp", opts, Console(quiet=True))
+    own = leaderboard.reference_approximators(ctx)
+    assert len(own) == len(ctx.refs.models) and leaderboard.reference_approximators(ctx) is own  # built once
+    calibration_hashes = sample_hashes(ctx.approximator.calibration)
+    pool = ctx.dataset.pool
+    for k, approximator in enumerate(own):
+        assert isinstance(approximator, FoldOut) and approximator is not ctx.approximator
+        trained_on = pool.subset(ctx.refs.pool_indices[ctx.refs.member[k]])
+        assert np.array_equal(approximator.train_hashes.numpy(), np.sort(sample_hashes(trained_on)))
+        assert not np.isin(calibration_hashes, approximator.train_hashes.numpy()).any()
+        assert torch.equal(approximator.calibration.x, ctx.approximator.calibration.x)
+    # an approximator that never reads D_train is the one any owner would fit
+    shared = leaderboard.SettingContext(**{**vars(ctx), "approximator": object(), "own_approximators": None})
+    assert all(a is shared.approximator for a in leaderboard.reference_approximators(shared))
+
+
 def test_runs_of_other_settings_merge_into_one_leaderboard_and_clashes_are_refused(quick_run: dict,
                                                                                     tmp_path: Path) -> None:
     """Settings run in parallel processes (one per core) each write their own --out; --merge folds them together."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +33,10 @@ from miunlearn.config import ApproximatorConfig, RunConfig, TrainConfig
 from miunlearn.data import Dataset, Splits, TensorData
 from miunlearn.errors import MiunlearnError
 from miunlearn.guidance.approximators import APPROXIMATORS
-from miunlearn.guidance.per_example import OutPredictions, PerExampleOut
+from miunlearn.guidance.per_example import OutPredictions, PerExampleOut, out_model_jobs
 from miunlearn.statistics import logit_confidence
 from miunlearn.training import predict_logits
-from miunlearn.training.executors import ModelJob, ModelSpec, build_executor
+from miunlearn.training.executors import ModelSpec, build_executor
 
 
 @dataclass
@@ -112,8 +112,8 @@ class FoldOut(PerExampleOut):
         plan = fold_plan(splits, config.approximator.calibration_fraction, count, config.seed)
         spec = ModelSpec(config.model.name, dataset.info, config.model.width)
         train = dataset.pool.subset(splits.train)
-        jobs = [ModelJob(spec, plan["orders"][k], replace(config.train, seed=config.seed * 1000 + 700 + k),
-                         store / f"fold-{k:02d}.safetensors", f"fold model {k + 1}/{count}") for k in range(count)]
+        jobs = out_model_jobs(spec, plan["orders"], config.train, config.seed * 1000 + 700, store, "fold",
+                              "fold model")
         result = build_executor(config.executor).run(jobs, train, console)
         approximator = cls.from_folds(config.approximator, spec, result.models, train, plan["fold"],
                                       dataset.pool.subset(plan["calibration"]), dataset.info.num_classes)
@@ -131,19 +131,13 @@ class FoldOut(PerExampleOut):
                    train: TensorData, fold: np.ndarray, calibration: TensorData, num_classes: int) -> FoldOut:
         """Fit from trained fold models (model k never saw the samples of ``train`` whose ``fold`` is k) and
         samples none of them nor the target saw (``calibration``)."""
-        approximator = cls(config, num_classes, spec, len(models), len(calibration), tuple(calibration.x.shape[1:]),
-                           len(train))
-        for mine, trained in zip(approximator.out_models, models):
-            mine.load_state_dict(trained.state_dict())
-        approximator.calibration_x.copy_(calibration.x)
-        approximator.calibration_y.copy_(calibration.y)
+        members = [train.subset(np.flatnonzero(np.asarray(fold) != k)[:1000]) for k in range(len(models))]
+        approximator = cls.from_models(config, spec, models, calibration, members, num_classes)
         hashes = sample_hashes(train)
         order = np.argsort(hashes, kind="stable")
-        approximator.train_hashes.copy_(torch.from_numpy(hashes[order]))
-        approximator.train_folds.copy_(torch.from_numpy(np.asarray(fold, dtype=np.int64)[order]))
-        members = [train.subset(np.flatnonzero(np.asarray(fold) != k)[:1000]) for k in range(len(models))]
-        approximator.fit_statistics(members)
-        return approximator.freeze()
+        approximator.train_hashes = torch.from_numpy(hashes[order])
+        approximator.train_folds = torch.from_numpy(np.asarray(fold, dtype=np.int64)[order])
+        return approximator
 
     @classmethod
     def rebuild(cls, config: ApproximatorConfig, num_classes: int, meta: dict,

@@ -79,6 +79,15 @@ def out_store(config: RunConfig, dataset: Dataset, plan: dict[str, np.ndarray]) 
     return folder
 
 
+def out_model_jobs(spec: Callable[[], nn.Module], orders: np.ndarray, recipe: TrainConfig, first_seed: int,
+                   store: Path | None, stem: str, label: str) -> list[ModelJob]:
+    """One training job per row of ``orders`` (positions in the data they train on), with the target's recipe and
+    seeds ``first_seed + k``; each model cached as ``store/<stem>-KK.safetensors`` when there is a store."""
+    return [ModelJob(spec, order, replace(recipe, seed=first_seed + k),
+                     store / f"{stem}-{k:02d}.safetensors" if store else None, f"{label} {k + 1}/{len(orders)}")
+            for k, order in enumerate(orders)]
+
+
 @dataclass
 class OutPredictions:
     """The OUT models on some samples: per-sample mean ``s`` (``μ_out``), log of their mean predicted distribution,
@@ -123,8 +132,7 @@ class PerExampleOut(PrivacyApproximator):
         plan = out_model_plan(splits, config.approximator.calibration_fraction, count, config.seed)
         spec = ModelSpec(config.model.name, dataset.info, config.model.width)
         pool = dataset.pool.subset(plan["pool_indices"])
-        jobs = [ModelJob(spec, plan["orders"][k], replace(config.train, seed=config.seed * 1000 + 500 + k),
-                         store / f"out-{k:02d}.safetensors", f"OUT model {k + 1}/{count}") for k in range(count)]
+        jobs = out_model_jobs(spec, plan["orders"], config.train, config.seed * 1000 + 500, store, "out", "OUT model")
         result = build_executor(config.executor).run(jobs, pool, console)
         members = [pool.subset(order[:1000]) for order in plan["orders"]]
         return (cls.from_models(config.approximator, spec, result.models, dataset.pool.subset(plan["calibration"]),
@@ -138,8 +146,7 @@ class PerExampleOut(PrivacyApproximator):
         count = config.num_shadows
         plan = held_out_plan(np.arange(len(held_out)), train_size, config.calibration_fraction, count, seed)
         pool = held_out.subset(plan["pool_indices"])
-        jobs = [ModelJob(factory, plan["orders"][k], replace(recipe, seed=seed * 1000 + 500 + k), None,
-                         f"OUT model {k + 1}/{count}") for k in range(count)]
+        jobs = out_model_jobs(factory, plan["orders"], recipe, seed * 1000 + 500, None, "out", "OUT model")
         models = LocalExecutor().run(jobs, pool, console).models
         members = [pool.subset(order[:1000]) for order in plan["orders"]]
         return cls.from_models(config, factory, models, held_out.subset(plan["calibration"]), members, num_classes)
