@@ -591,7 +591,7 @@ def reference_approximators(ctx: SettingContext) -> list:
                 models.append(cached_model(ctx, ctx.folder / "ulira-own" / f"ref-{k}-fold-{j}.safetensors", make)[0])
             ctx.own_approximators.append(FoldOut.from_folds(ctx.config.approximator, spec, models, train, fold,
                                                             ctx.approximator.calibration,
-                                                            ctx.dataset.info.num_classes))
+                                                            ctx.dataset.info.num_classes, ctx.device))
     return ctx.own_approximators
 
 

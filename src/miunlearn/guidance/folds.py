@@ -35,7 +35,7 @@ from miunlearn.errors import MiunlearnError
 from miunlearn.guidance.approximators import APPROXIMATORS
 from miunlearn.guidance.per_example import OutPredictions, PerExampleOut, out_model_jobs
 from miunlearn.statistics import logit_confidence
-from miunlearn.training import predict_logits
+from miunlearn.training import predict_logits, resolve_device
 from miunlearn.training.executors import ModelSpec, build_executor
 
 
@@ -116,7 +116,8 @@ class FoldOut(PerExampleOut):
                               "fold model")
         result = build_executor(config.executor).run(jobs, train, console)
         approximator = cls.from_folds(config.approximator, spec, result.models, train, plan["fold"],
-                                      dataset.pool.subset(plan["calibration"]), dataset.info.num_classes)
+                                      dataset.pool.subset(plan["calibration"]), dataset.info.num_classes,
+                                      resolve_device(config.train.device))
         return approximator, result.trained
 
     @classmethod
@@ -128,15 +129,16 @@ class FoldOut(PerExampleOut):
 
     @classmethod
     def from_folds(cls, config: ApproximatorConfig, spec: Callable[[], nn.Module], models: list[nn.Module],
-                   train: TensorData, fold: np.ndarray, calibration: TensorData, num_classes: int) -> FoldOut:
+                   train: TensorData, fold: np.ndarray, calibration: TensorData, num_classes: int,
+                   device: torch.device | str = "cpu") -> FoldOut:
         """Fit from trained fold models (model k never saw the samples of ``train`` whose ``fold`` is k) and
         samples none of them nor the target saw (``calibration``)."""
         members = [train.subset(np.flatnonzero(np.asarray(fold) != k)[:1000]) for k in range(len(models))]
-        approximator = cls.from_models(config, spec, models, calibration, members, num_classes)
+        approximator = cls.from_models(config, spec, models, calibration, members, num_classes, device)
         hashes = sample_hashes(train)
         order = np.argsort(hashes, kind="stable")
-        approximator.train_hashes = torch.from_numpy(hashes[order])
-        approximator.train_folds = torch.from_numpy(np.asarray(fold, dtype=np.int64)[order])
+        approximator.train_hashes = torch.from_numpy(hashes[order]).to(device)
+        approximator.train_folds = torch.from_numpy(np.asarray(fold, dtype=np.int64)[order]).to(device)
         return approximator
 
     @classmethod

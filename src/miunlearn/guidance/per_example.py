@@ -26,7 +26,7 @@ from miunlearn.errors import MiunlearnError
 from miunlearn.guidance.approximators import APPROXIMATORS, PrivacyApproximator, _log_normal
 from miunlearn.guidance.shadows import ShadowOutputs
 from miunlearn.statistics import logit_confidence
-from miunlearn.training import predict_logits
+from miunlearn.training import predict_logits, resolve_device
 from miunlearn.training.executors import LocalExecutor, ModelJob, ModelSpec, build_executor
 
 
@@ -136,7 +136,8 @@ class PerExampleOut(PrivacyApproximator):
         result = build_executor(config.executor).run(jobs, pool, console)
         members = [pool.subset(order[:1000]) for order in plan["orders"]]
         return (cls.from_models(config.approximator, spec, result.models, dataset.pool.subset(plan["calibration"]),
-                                members, dataset.info.num_classes), result.trained)
+                                members, dataset.info.num_classes, resolve_device(config.train.device)),
+                result.trained)
 
     @classmethod
     def fit_held_out(cls, config: ApproximatorConfig, factory: Callable[[], nn.Module], held_out: TensorData,
@@ -149,16 +150,20 @@ class PerExampleOut(PrivacyApproximator):
         jobs = out_model_jobs(factory, plan["orders"], recipe, seed * 1000 + 500, None, "out", "OUT model")
         models = LocalExecutor().run(jobs, pool, console).models
         members = [pool.subset(order[:1000]) for order in plan["orders"]]
-        return cls.from_models(config, factory, models, held_out.subset(plan["calibration"]), members, num_classes)
+        return cls.from_models(config, factory, models, held_out.subset(plan["calibration"]), members, num_classes,
+                               resolve_device(recipe.device))
 
     @classmethod
     def from_models(cls, config: ApproximatorConfig, spec: Callable[[], nn.Module], models: list[nn.Module],
-                    calibration: TensorData, members: list[TensorData], num_classes: int) -> PerExampleOut:
+                    calibration: TensorData, members: list[TensorData], num_classes: int,
+                    device: torch.device | str = "cpu") -> PerExampleOut:
         """Fit from trained OUT models (``spec`` builds their architecture), samples none of them nor the target
-        saw (``calibration``), and some of each model's own training samples (``members``, for ``forward``)."""
+        saw (``calibration``), and some of each model's own training samples (``members``, for ``forward``).
+        The approximator lives on ``device`` (the recipe's): its OUT models' forward passes are most of its cost."""
         approximator = cls(config, num_classes, spec, len(models), len(calibration), tuple(calibration.x.shape[1:]))
         for mine, trained in zip(approximator.out_models, models):
             mine.load_state_dict(trained.state_dict())
+        approximator.to(device)
         approximator.calibration_x.copy_(calibration.x)
         approximator.calibration_y.copy_(calibration.y)
         approximator.fit_statistics(members)

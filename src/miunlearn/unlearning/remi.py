@@ -273,7 +273,7 @@ class PerExampleObjective(Objective):
     def __init__(self, config: RemiConfig, request: UnlearningRequest, model: nn.Module, forget: TensorData,
                  reference: TensorData, device: torch.device) -> None:
         super().__init__(config, request, model, forget, reference, device)
-        approximator = request.approximator
+        approximator = request.approximator.to(device)  # its OUT models' passes, on the CPU, would dominate a GPU run
         problem = ReMI(config).approximator_problem(type(approximator))
         if problem:
             raise MiunlearnError(problem)
