@@ -69,7 +69,7 @@ from miunlearn.config import RunConfig, load_config  # noqa: E402
 from miunlearn.data import Dataset, TensorData, load_dataset, prepare_splits  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
 from miunlearn.guidance import APPROXIMATORS  # noqa: E402
-from miunlearn.guidance.folds import FoldOut  # noqa: E402
+from miunlearn.guidance.owners import owner_approximator  # noqa: E402
 from miunlearn.io import atomic_write, write_json  # noqa: E402
 from miunlearn.models import build_model, load_weights, save_weights  # noqa: E402
 from miunlearn.registry import Registry  # noqa: E402
@@ -563,35 +563,15 @@ def floor_of(retrains: list[Audited]) -> dict:
     }
 
 
-def reference_approximators(ctx: SettingContext) -> list:
-    """For each reference model, the approximator ReMI would fit were it that model's owner: U-LiRA runs the whole
-    algorithm on every reference model (Hayes et al. 2024), and a ``folds`` approximator is part of it, trained on
-    the model's own training set. Other approximators never read the training set (their OUT models train on
-    D_shadow ∪ D_ref), so the target's is the one any owner would fit. Fold models are cached in the setting's
-    folder; the calibration samples are the target's (D_shadow ∪ D_ref: no reference model trained on them)."""
-    if not isinstance(ctx.approximator, FoldOut):
-        return [ctx.approximator] * len(ctx.refs.models)
+def reference_approximators(ctx: SettingContext, console: Console | None = None) -> list:
+    """For each reference model, the approximator ReMI would fit were it that model's owner
+    (:func:`miunlearn.guidance.owners.owner_approximator`; fold models cached in the setting's folder)."""
     if ctx.own_approximators is None:
-        refs, pool, count = ctx.refs, ctx.dataset.pool, ctx.config.approximator.num_shadows
         spec = ModelSpec(ctx.config.model.name, ctx.dataset.info, ctx.config.model.width)
-        ctx.own_approximators = []
-        for k in range(len(refs.models)):
-            train = pool.subset(refs.pool_indices[refs.member[k]])
-            fold = np.random.default_rng([k, 0xA11]).permutation(len(train)) % count
-            models = []
-            for j in range(count):
-                part = train.subset(np.flatnonzero(fold != j))
-                recipe = dataclasses.replace(ctx.config.train, seed=90_000 + 100 * k + j)
-
-                def make(part=part, recipe=recipe, desc=f"reference {k} fold {j}") -> tuple[nn.Module, dict]:
-                    torch.manual_seed(recipe.seed)
-                    model = spec()
-                    train_model(model, part, recipe, desc=desc)
-                    return model, {}
-                models.append(cached_model(ctx, ctx.folder / "ulira-own" / f"ref-{k}-fold-{j}.safetensors", make)[0])
-            ctx.own_approximators.append(FoldOut.from_folds(ctx.config.approximator, spec, models, train, fold,
-                                                            ctx.approximator.calibration,
-                                                            ctx.dataset.info.num_classes, ctx.device))
+        ctx.own_approximators = [
+            owner_approximator(ctx.approximator, ctx.dataset.pool.subset(ctx.refs.pool_indices[ctx.refs.member[k]]),
+                               spec, ctx.config.train, k, ctx.folder / "ulira-own" / f"ref-{k}", console)
+            for k in range(len(ctx.refs.models))]
     return ctx.own_approximators
 
 

@@ -1,6 +1,7 @@
 """`miunlearn audit` and `miunlearn report` on a finished run folder: results, cache, bad input, the HTML."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -130,6 +131,10 @@ def test_ulira_and_challenge_on_a_tiny_run(audited, tmp_path):
     assert result.exit_code == 0, result.output
     audit = json.loads((copy / "audit.json").read_text())
     assert 0 <= audit["ulira"]["remi"]["auc"] <= 1
+    # ReMI re-ran on each reference model with folds fitted on that model's own training set, not the run's
+    stores = Path(os.environ["MIUNLEARN_CACHE"]) / "fold-models"  # the run's cache (conftest)
+    owners = [json.loads(m.read_text())["key"] for m in stores.glob("*/meta.json")]
+    assert sum(key["pool"] == "owner-folds" for key in owners) == 4  # one per reference model (all hold some of D_f)
     challenge = audit["challenge"]["remi"]
     assert 0 <= challenge["forgetting_quality"] <= 1 and challenge["copies"] == 2
     assert "U-LiRA" in result.output

@@ -41,7 +41,8 @@ def parts(blobs_npz):
     forget, retain = train.subset(range(50)), train.subset(range(50, 500))
     retrains = [_trained(spec, retain, 50 + r) for r in range(3)]
     return {"train": train, "fold": fold, "folds": folds, "disjoint": disjoint, "target": target, "forget": forget,
-            "retain": retain, "reference": reference, "retrains": retrains, "held_out": data.subset(range(1600, 1700))}
+            "retain": retain, "reference": reference, "retrains": retrains, "held_out": data.subset(range(1600, 1700)),
+            "spec": spec, "shadow": shadow}
 
 
 def _trained(spec: ModelSpec, part: TensorData, seed: int):
@@ -131,3 +132,25 @@ def test_folds_need_two_folds_and_say_why():
         "train on nothing"]
     with pytest.raises(MiunlearnError, match="miunlearn forget"):
         FoldOut.fit_held_out(ApproximatorConfig(), None, None, 5, 10, RECIPE, 0, None)
+
+
+def test_an_owner_of_another_model_fits_folds_on_its_own_training_set(parts, tmp_path):
+    """U-LiRA runs ReMI on reference models: each gets fold models trained on its own training set (cached), the
+    target's calibration samples, and never the target's fold models; an approximator that never read the
+    target's training set is shared as is."""
+    from miunlearn.guidance.owners import owner_approximator
+
+    folds, disjoint, spec = parts["folds"], parts["disjoint"], parts["spec"]
+    other = parts["shadow"].subset(range(100, 600))  # another model's training set
+    recipe = replace(RECIPE, epochs=5)
+    own = owner_approximator(folds, other, spec, recipe, seed=3, store=tmp_path)
+    assert isinstance(own, FoldOut) and own is not folds
+    assert np.array_equal(own.train_hashes.numpy(), np.sort(sample_hashes(other)))
+    assert torch.equal(own.calibration.x, folds.calibration.x)
+    owner = own.out_model_of(other).numpy()
+    assert sorted(np.bincount(owner).tolist()) == [125] * K  # each of its samples left out of exactly one model
+    assert sorted(p.name for p in tmp_path.glob("fold-*.safetensors")) == [f"fold-{k:02d}.safetensors"
+                                                                          for k in range(K)]
+    again = owner_approximator(folds, other, spec, recipe, seed=3, store=tmp_path)  # loaded, not retrained
+    assert all(torch.equal(a, b) for a, b in zip(own.state_dict().values(), again.state_dict().values()))
+    assert owner_approximator(disjoint, other, spec, recipe, seed=3) is disjoint
