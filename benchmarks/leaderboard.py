@@ -6,7 +6,7 @@
     python benchmarks/leaderboard.py --report                                # tables + plot from the results
 
 Protocol, per setting (dataset + architecture + recipe, one fixed role split):
-- one approximator (ReMI's guidance; by default ``per-example``: OUT models at D_train's size) and
+- one approximator (ReMI's guidance; by default ``folds``: OUT models that each left a quarter of D_train out) and
   ``--references`` reference models for LiRA/RMIA, cached and shared by every method, scenario and seed of
   the setting (they depend on the split, not the request);
 - per scenario (random 10%, one class, 1% of D_train) a *calibration request* of the same kind and size,
@@ -16,7 +16,8 @@ Protocol, per setting (dataset + architecture + recipe, one fixed role split):
 - per seed (target initialisation, request, method seed) the target, ``--retrains`` independent retrains
   (the gold standard and the noise floor) and every method with its tuned settings; metrics against the
   mean of the retrains; LiRA/RMIA (online/offline) AUC and TPR at 1% FPR; U-LiRA for ReMI and the three
-  baselines closest to retraining (on the first ``--ulira-seeds`` seeds); a verdict per method over every
+  baselines closest to retraining (on the first ``--ulira-seeds`` seeds; random requests only; each reference
+  model unlearns with the approximator its owner would fit); a verdict per method over every
   reference attack, AUC and TPR at 1% FPR alike, with a Holm correction for trying several.
 
 Outputs (``--out``, default benchmarks/results): ``leaderboard.json`` (one row per setting, scenario,
@@ -461,9 +462,9 @@ def tuning_sets(ctx: SettingContext, request: Request) -> EvaluationSets:
     return EvaluationSets(request.retain, request.forget, test, test.subset(np.sort(half)))
 
 
-def tune_scenario(ctx: SettingContext, scenario: str, methods: list[str], opts: Options,
-                  console: Console) -> dict[str, dict]:
-    """Tune every method on this scenario's calibration request; write and return the preset."""
+def calibration_task(ctx: SettingContext, scenario: str) -> tuple[CalibrationTask, Path, dict]:
+    """What every trial of this scenario sees (the calibration request, its retrain's metrics), the folder of
+    its tuning journals, and the key their studies are named by (add :func:`study_key`'s method part)."""
     request = make_request(ctx, scenario, None)
     target = target_model(ctx, 0)
     folder = ctx.folder / scenario / "calibration"
@@ -471,15 +472,25 @@ def tune_scenario(ctx: SettingContext, scenario: str, methods: list[str], opts: 
     sets = tuning_sets(ctx, request)
     task = CalibrationTask(target, sets, calibration_metrics(retrain_model, sets, ctx.config.train), ctx.reference,
                            ctx.approximator, ctx.config.train, seed=0)
-    key = {"setting": ctx.folder.name, "scenario": scenario, "calibration": request.forget_idx.tolist()}
+    return task, folder, {"setting": ctx.folder.name, "scenario": scenario, "calibration": request.forget_idx.tolist()}
+
+
+def study_key(ctx: SettingContext, key: dict, method: str) -> dict:
+    """A method's tuning study key: the scenario's, and the approximator's version if the method reads one."""
+    return key | ({"approximator": approximator_version(ctx.config)} if uses_approximator(method) else {})
+
+
+def tune_scenario(ctx: SettingContext, scenario: str, methods: list[str], opts: Options,
+                  console: Console) -> dict[str, dict]:
+    """Tune every method on this scenario's calibration request; write and return the preset."""
+    task, folder, key = calibration_task(ctx, scenario)
     preset_path = opts.presets / f"{ctx.name}-{scenario}.yaml"
     params: dict[str, dict] = {}
     tuned: dict[str, dict] = {}
     for method in [m for m in methods if m in SEARCH_SPACES]:
         start = time.perf_counter()
-        method_key = key | ({"approximator": approximator_version(ctx.config)} if uses_approximator(method) else {})
-        result = tune(method, task, opts.trials, folder / "trials" / f"{method}.journal", method_key, seed=0,
-                      executor=opts.executor)
+        result = tune(method, task, opts.trials, folder / "trials" / f"{method}.journal", study_key(ctx, key, method),
+                      seed=0, executor=opts.executor)
         console.log(f"{ctx.name}/{scenario}: tuned {method} ({result.trials_run_now} new trial(s), "
                     f"{time.perf_counter() - start:.0f} s): distance {result.value:.2f} with {result.params}")
         params[method] = result.params
@@ -629,7 +640,9 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
              opts: Options, results: Results, console: Console) -> None:
     """Target, retrains and every method on one (setting, scenario, seed); each row stored as it finishes."""
     key = cell_key(ctx.name, scenario, seed)
-    wanted_ulira = seed < opts.ulira_seeds
+    # Not for class requests: every reference model keeps seeing the class through D_audit, so none is the model
+    # that never saw it which the retrain is (U-LiRA's AUC came out below 0.5 there).
+    wanted_ulira = seed < opts.ulira_seeds and SCENARIOS.get(scenario).fraction is not None
     stale = {m for m in methods if results.cells.get(key, {}).get("methods", {}).get(m, {}).get("fingerprint")
              not in (None, method_version(ctx, m))}  # the method's code (or approximator) changed since its row
     stale |= {m for m in methods if (row := results.row(ctx.name, scenario, m, seed)) is not None

@@ -107,6 +107,9 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
         "retrain_strong": [lb.strongest(a) for a in retrain_audits],
         "remi_epochs": result.record.history[-1]["epoch"] if result.record.history else 0.0,
         "remi_stop_reason": result.record.stop_reason,
+        # the stopping rule's inputs at the last check (why it did or did not stop)
+        "remi_last_check": {k: v for k, v in (result.record.history[-1] if result.record.history else {}).items()
+                            if k in ("fit", "shift_p", "ad_p", "tail_p", "acc_p", "forget_acc", "expected_acc")},
         "speedup": float(np.mean([facts["seconds"] for _, facts in models])) / seconds,
         "ulira_auc": (lb.ulira_auc(ctx, "remi", params or None, result.model, models[0][0], request, seed,
                                    [ctx.approximator] * len(ctx.refs.models)) if ulira else None),

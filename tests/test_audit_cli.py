@@ -179,3 +179,30 @@ def test_report_renders_with_its_images_in_a_headless_browser(audited, tmp_path)
     shot = tmp_path / "shot.png"
     _chromium(f"--screenshot={shot}", "--window-size=1200,2000", (run_dir / "report.html").as_uri())
     assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_ulira_refuses_a_request_of_whole_classes_before_any_training():
+    """No reference model is one that never saw a class (they train on halves of D_train ∪ D_audit): U-LiRA's
+    reference distribution would not be the retrain's, so a class request gets an error, not a number."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from miunlearn import MiunlearnError
+    from miunlearn.audit.strong import StrongAuditConfig, _check_extras
+    from miunlearn.data import Splits, TensorData
+
+    empty = np.array([], dtype=np.int64)
+    pool = TensorData(torch.zeros(6, 2), torch.tensor([0, 0, 1, 1, 2, 2]))
+    replay = SimpleNamespace(check=lambda run, name: None)
+
+    def run(forget: list[int]) -> SimpleNamespace:
+        return SimpleNamespace(models={"original": None, "remi": None, "retrain": None}, path=Path("run"),
+                               dataset=SimpleNamespace(pool=pool),
+                               splits=Splits(np.arange(6), empty, empty, empty, np.array(forget), 0))
+
+    with pytest.raises(MiunlearnError, match=r"removes whole classes \(0\).*without ulira=true"):
+        _check_extras(run([0, 1]), StrongAuditConfig(ulira=True), replay)
+    _check_extras(run([0, 2]), StrongAuditConfig(ulira=True), replay)  # samples of classes D_r keeps: fine
+    _check_extras(run([0, 1]), StrongAuditConfig(), replay)  # without U-LiRA a class request is audited as usual

@@ -1,0 +1,114 @@
+"""How much a leaderboard figure owes to the tuning's luck: each method tuned again with other TPE seeds.
+
+    OMP_NUM_THREADS=1 python benchmarks/tuning_noise.py location_mlp random10 --methods remi,bad-teacher
+
+The leaderboard tunes every method once (``--trials`` TPE trials, sampler seed 0, on one calibration request) and
+evaluates that preset on its seeds. Here each method is tuned with ``--tuning-seeds`` sampler seeds (seed 0 reads
+the leaderboard's own study, so its preset is the leaderboard's) on the same calibration request, and every preset
+is evaluated on the leaderboard's targets, requests and retrains (``--seeds``): the spread across tuning seeds is
+what one tuning run can cost or win a method. Rows go to ``benchmarks/results/tuning_noise-<setting>-<scenario>.json``
+(one per method and tuning seed, rewritten atomically as each finishes; a rerun keeps the rows whose method code
+is unchanged) and a markdown summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import leaderboard as lb  # noqa: E402
+
+from miunlearn.audit.metrics import average_gap  # noqa: E402
+from miunlearn.errors import MiunlearnError  # noqa: E402
+from miunlearn.io import write_json  # noqa: E402
+from miunlearn.tuning import tune  # noqa: E402
+from miunlearn.unlearning import unlearn  # noqa: E402
+
+KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
+
+
+def evaluate(ctx: lb.SettingContext, scenario: str, cells: dict, method: str, params: dict, seeds: int,
+             retrains: int) -> list[float]:
+    """The preset's avg gap to the mean of the retrains on each evaluated seed (as the leaderboard's rows); ``cells``
+    keeps each seed's request, target, auditor and retrain metrics for the next preset."""
+    gaps = []
+    for seed in range(seeds):
+        if seed not in cells:
+            request, target, models, audit = lb.prepare_cell(ctx, scenario, seed, retrains)
+            audits = [audit(m) for m, _ in models]
+            cells[seed] = (request, target, audit, {k: float(np.mean([a.metrics[k] for a in audits])) for k in KEYS})
+        request, target, audit, mean_retrain = cells[seed]
+        model = unlearn(target, request.forget, request.retain, method, params or None, reference=ctx.reference,
+                        approximator=ctx.approximator, recipe=ctx.config.train, seed=seed).model
+        gaps.append(average_gap(audit(model).metrics, mean_retrain))
+    return gaps
+
+
+def summary(rows: list[dict]) -> str:
+    lines = ["| method | tuning seed | calibration distance | avg gap on the evaluated seeds | mean |",
+             "|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["method"], r["tuning_seed"])):
+        lines.append(f"| {r['method']} | {r['tuning_seed']} | {r['distance']:.2f} | "
+                     f"{', '.join(f'{g:.2f}' for g in r['avg_gaps'])} | {np.mean(r['avg_gaps']):.2f} |")
+    lines.append("")
+    for method in sorted({r["method"] for r in rows}):
+        means = [np.mean(r["avg_gaps"]) for r in rows if r["method"] == method]
+        lines.append(f"{method}: mean avg gap over {len(means)} tuning seeds {np.mean(means):.2f} "
+                     f"(range {min(means):.2f}–{max(means):.2f})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("setting")
+    parser.add_argument("scenario")
+    parser.add_argument("--methods", required=True, help="comma list")
+    parser.add_argument("--tuning-seeds", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=3, help="evaluated seeds (the leaderboard's first ones)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        lb.SETTINGS.validate(args.setting)
+        lb.SCENARIOS.validate(args.scenario)
+        methods = args.methods.split(",")
+        for method in methods:
+            lb.SEARCH_SPACES.validate(method)
+        if args.tuning_seeds < 1 or args.seeds < 1:
+            raise MiunlearnError("--tuning-seeds and --seeds must be at least 1")
+        opts = lb.parse_args(["--settings", args.setting])
+        path = args.out / f"tuning_noise-{args.setting}-{args.scenario}.json"
+        stored = lb.Results._read(path, {"rows": []})
+        ctx = lb.prepare_setting(args.setting, opts, console)
+        task, folder, key = lb.calibration_task(ctx, args.scenario)
+        versions = {m: lb.method_version(ctx, m) for m in methods}
+        rows = [r for r in stored["rows"] if r["method"] not in versions or r["version"] == versions[r["method"]]]
+        cells: dict = {}
+        for method in methods:
+            for t in range(args.tuning_seeds):
+                if any(r["method"] == method and r["tuning_seed"] == t for r in rows):
+                    continue
+                journal = folder / "trials" / (f"{method}.journal" if t == 0 else f"{method}-tpe{t}.journal")
+                result = tune(method, task, opts.trials, journal, lb.study_key(ctx, key, method), seed=t)
+                gaps = evaluate(ctx, args.scenario, cells, method, result.params, args.seeds, opts.retrains)
+                console.log(f"{method}, tuning seed {t}: distance {result.value:.2f}, avg gaps {np.round(gaps, 2)}")
+                rows.append({"method": method, "tuning_seed": t, "version": versions[method], "trials": opts.trials,
+                             "params": result.params, "distance": result.value, "avg_gaps": gaps})
+                write_json(path, {"command": "OMP_NUM_THREADS=1 python benchmarks/tuning_noise.py " + " ".join(argv),
+                                  "machine": lb.machine(), "rows": rows})
+        print(summary([r for r in rows if r["method"] in versions]))
+    except MiunlearnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
