@@ -316,6 +316,27 @@ def test_u_lira_reference_models_unlearn_with_the_approximator_their_owner_would
     assert all(a is shared.approximator for a in leaderboard.reference_approximators(shared))
 
 
+def test_tuning_noise_retunes_with_other_seeds_and_seed_zero_is_the_leaderboards(
+        quick_run: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import tuning_noise
+    import yaml
+
+    args = ["digits_mlp", "random10", "--methods", "remi", "--tuning-seeds", "2", "--seeds", "1", "--quick",
+            "--cache", str(quick_run["cache"]), "--out", str(tmp_path)]
+    assert tuning_noise.main(args) == 0
+    path = tmp_path / "tuning_noise-digits_mlp-random10.json"
+    stored = json.loads(path.read_text())
+    rows = {r["tuning_seed"]: r for r in stored["rows"]}
+    assert set(rows) == {0, 1} and all(len(r["avg_gaps"]) == 1 and r["avg_gaps"][0] >= 0 for r in rows.values())
+    preset = yaml.safe_load((quick_run["out"] / "presets" / "digits_mlp-random10.yaml").read_text())
+    assert rows[0]["params"] == preset["unlearn"]["params"]["remi"]  # seed 0 reads the leaderboard's own study
+    assert rows[1]["params"] != rows[0]["params"]  # another sampler seed draws other trials
+    assert "remi: mean avg gap over 2 tuning seeds" in capsys.readouterr().out
+    assert tuning_noise.main(args) == 0 and json.loads(path.read_text()) == stored  # resumes: nothing recomputed
+    assert tuning_noise.main(["digits_mlp", "random10", "--methods", "nosuch"]) == 2
+    assert "nosuch" in capsys.readouterr().err
+
+
 def test_runs_of_other_settings_merge_into_one_leaderboard_and_clashes_are_refused(quick_run: dict,
                                                                                     tmp_path: Path) -> None:
     """Settings run in parallel processes (one per core) each write their own --out; --merge folds them together."""
