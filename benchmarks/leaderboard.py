@@ -1128,6 +1128,25 @@ def parse_args(argv: list[str]) -> Options:
     return opts
 
 
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a script that studies one setting and scenario of the leaderboard from its cache."""
+    parser.add_argument("setting")
+    parser.add_argument("scenario")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--quick", action="store_true", help="the leaderboard's --quick targets, cache and presets")
+    parser.add_argument("--cache", type=Path, help="the leaderboard's --cache (default: its own)")
+
+
+def study_options(args: argparse.Namespace, overrides: list[str] | None = None) -> Options:
+    """The leaderboard's options for such a script (its setting and scenario validated first)."""
+    SETTINGS.validate(args.setting)
+    SCENARIOS.validate(args.scenario)
+    presets = getattr(args, "presets", None)
+    return parse_args(["--settings", args.setting, *(["--quick"] if args.quick else []), *(overrides or []),
+                       *(["--cache", str(args.cache)] if args.cache else []),
+                       *(["--presets", str(presets)] if presets else [])])
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 

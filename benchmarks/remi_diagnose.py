@@ -165,10 +165,8 @@ def summary(rows: list[dict]) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("setting")
-    parser.add_argument("scenario")
+    lb.add_study_arguments(parser)
     parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a ReMI setting on top of the preset (repeatable)")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
@@ -179,19 +177,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ulira-own", action="store_true",
                         help="also the leaderboard's U-LiRA: each reference model unlearns with the approximator its "
                              "owner would fit (num_shadows fold models per reference model, cached)")
-    parser.add_argument("--quick", action="store_true", help="the leaderboard's --quick targets, cache and presets")
-    parser.add_argument("--cache", type=Path, help="the leaderboard's --cache (default: its own)")
     parser.add_argument("--presets", type=Path, help="the leaderboard's --presets (default: its own)")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
-        lb.SETTINGS.validate(args.setting)
-        lb.SCENARIOS.validate(args.scenario)
+        opts = lb.study_options(args, args.config)
         if args.seeds < 1:
             raise MiunlearnError(f"--seeds must be at least 1, got {args.seeds}")
-        opts = lb.parse_args(["--settings", args.setting, *(["--quick"] if args.quick else []), *args.config,
-                              *(["--cache", str(args.cache)] if args.cache else []),
-                              *(["--presets", str(args.presets)] if args.presets else [])])
         changes = parse_overrides(args.set)
         params = preset_params(opts.presets, args.setting, args.scenario) | changes
         suffix = "".join(f"-{k}={v}" for k, v in [*changes.items(), *(c.split("=", 1) for c in args.config)])

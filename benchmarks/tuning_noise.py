@@ -67,26 +67,19 @@ def summary(rows: list[dict]) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("setting")
-    parser.add_argument("scenario")
+    lb.add_study_arguments(parser)
     parser.add_argument("--methods", required=True, help="comma list")
     parser.add_argument("--tuning-seeds", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=3, help="evaluated seeds (the leaderboard's first ones)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--quick", action="store_true", help="the leaderboard's --quick targets and cache")
-    parser.add_argument("--cache", type=Path, help="the leaderboard's --cache (default: its own)")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
-        lb.SETTINGS.validate(args.setting)
-        lb.SCENARIOS.validate(args.scenario)
+        opts = lb.study_options(args)
         methods = args.methods.split(",")
         for method in methods:
             lb.SEARCH_SPACES.validate(method)
         if args.tuning_seeds < 1 or args.seeds < 1:
             raise MiunlearnError("--tuning-seeds and --seeds must be at least 1")
-        opts = lb.parse_args(["--settings", args.setting, *(["--quick"] if args.quick else []),
-                              *(["--cache", str(args.cache)] if args.cache else [])])
         path = args.out / f"tuning_noise-{args.setting}-{args.scenario}.json"
         stored = lb.Results._read(path, {"rows": []})
         ctx = lb.prepare_setting(args.setting, opts, console)
