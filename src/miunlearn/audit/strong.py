@@ -247,8 +247,8 @@ def _check_extras(run: RunFolder, config: StrongAuditConfig, replay: MethodRepla
         raise MiunlearnError(f"ulira compares with the retrained model, but {run.path} has no "
                              "models/retrain.safetensors; rerun the experiment with retrain in unlearn.methods")
     labels = run.dataset.pool.y.cpu().numpy()
-    removed = np.setdiff1d(labels[run.splits.forget], labels[run.splits.retain])
-    if config.ulira and len(removed):
+    removed = np.setdiff1d(labels[run.splits.forget], labels[run.splits.retain]) if config.ulira else []
+    if len(removed):
         raise MiunlearnError(
             f"ulira is not defined for a request that removes whole classes ({', '.join(map(str, removed))}): the "
             "reference models train on half of D_train ∪ D_audit, so they keep seeing those classes and none is a "

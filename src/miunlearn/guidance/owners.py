@@ -41,6 +41,12 @@ def owner_approximator(approximator: PrivacyApproximator, train: TensorData, spe
     already fitted on ``train`` (a copy of the target trained on the same set), as is."""
     if not refit_for(approximator, train):
         return approximator
+    return refit_folds(approximator, train, spec, recipe, seed, store, console)
+
+
+def refit_folds(approximator: FoldOut, train: TensorData, spec: Callable[[], nn.Module], recipe: TrainConfig,
+                seed: int, store: Path | None = None, console: Console | None = None) -> FoldOut:
+    """:func:`owner_approximator`'s refit, for a caller that has already asked :func:`refit_for`."""
     count = len(approximator.out_models)
     fold = np.random.default_rng([seed, 0xA11]).permutation(len(train)) % count
     orders = [np.flatnonzero(fold != k) for k in range(count)]

@@ -2,7 +2,7 @@
 
 The audit cannot import this package (it must not grade with what it judges), so the caller hands it a
 :class:`RunReplay`; it re-runs a method with the run's own settings and reference data, and with the approximator
-the owner of the model it unlearns would fit (:func:`miunlearn.guidance.owners.owner_approximator`): the run's
+the owner of the model it unlearns would fit (:mod:`miunlearn.guidance.owners`): the run's
 own unless it trained on the run's D_train (``folds``), which a reference model's owner never holds.
 """
 
@@ -17,7 +17,7 @@ from miunlearn.artefacts import model_key, open_store, store_folder
 from miunlearn.data import TensorData
 from miunlearn.errors import MiunlearnError
 from miunlearn.guidance import PrivacyApproximator, load_approximator
-from miunlearn.guidance.owners import owner_approximator, refit_for
+from miunlearn.guidance.owners import refit_folds, refit_for
 from miunlearn.training.executors import ModelSpec
 from miunlearn.unlearning.base import METHODS, unlearn
 
@@ -55,4 +55,4 @@ class RunReplay:
         store = store_folder("fold-models", key, run.config.executor.cache_dir)
         open_store(store, key, {}, "fold models", "delete that folder to retrain them")
         spec = ModelSpec(run.config.model.name, run.dataset.info, run.config.model.width)
-        return owner_approximator(approximator, train, spec, run.config.train, seed, store)
+        return refit_folds(approximator, train, spec, run.config.train, seed, store)
