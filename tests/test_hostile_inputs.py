@@ -27,7 +27,7 @@ from miunlearn.cli import app
 from miunlearn.config import ApproximatorConfig, load_config
 from miunlearn.data import DatasetInfo, load_dataset, prepare_splits
 from miunlearn.guidance.approximators import ShadowMLP
-from miunlearn.guidance.per_example import out_model_plan, out_store_location
+from miunlearn.guidance.per_example import PerExampleOut
 from miunlearn.io import RUN_MARKER
 from miunlearn.models import build_model, save_weights
 
@@ -306,9 +306,7 @@ def damaged_out_store(damage: Callable[[Path], None]) -> Callable[[Path], list[s
         config = load_config(None, [a for a in args if "=" in a])
         dataset = load_dataset(config.data)
         splits = prepare_splits(dataset, config.data, config.forget)
-        plan = out_model_plan(splits, config.approximator.calibration_fraction, config.approximator.num_shadows,
-                              config.seed)
-        folder, key = out_store_location(config, dataset, plan)
+        folder, key, _ = PerExampleOut.store_location(config, dataset, splits)
         folder.parent.mkdir(parents=True)
         damage(folder, key)
         return args

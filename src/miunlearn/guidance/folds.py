@@ -21,22 +21,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
 
-from miunlearn.artefacts import model_key, open_store, store_folder
 from miunlearn.config import ApproximatorConfig, RunConfig, TrainConfig
-from miunlearn.data import Dataset, Splits, TensorData
+from miunlearn.data import Splits, TensorData
 from miunlearn.errors import MiunlearnError
 from miunlearn.guidance.approximators import APPROXIMATORS
-from miunlearn.guidance.per_example import OutPredictions, PerExampleOut, out_model_jobs
+from miunlearn.guidance.per_example import ModelSeries, OutPredictions, PerExampleOut
 from miunlearn.statistics import logit_confidence
-from miunlearn.training import predict_logits, resolve_device
-from miunlearn.training.executors import ModelSpec, build_executor
+from miunlearn.training import predict_logits
 
 
 @dataclass
@@ -86,6 +83,7 @@ class FoldOut(PerExampleOut):
     fold out; any other sample (never trained on by any of them) by one model chosen by its hash."""
 
     Config = FoldsConfig
+    series = ModelSeries(700, "fold", "fold model", "folds", "fold-models", "fold models")
 
     def __init__(self, config: ApproximatorConfig, num_classes: int, spec: Callable[[], nn.Module] | None = None,
                  count: int = 0, calibration_size: int = 0, input_shape: tuple[int, ...] = (),
@@ -95,30 +93,16 @@ class FoldOut(PerExampleOut):
         self.register_buffer("train_folds", torch.zeros(train_size, dtype=torch.long))
 
     @classmethod
-    def open_store(cls, config: RunConfig, dataset: Dataset, splits: Splits) -> Path:
+    def plan(cls, config: RunConfig, splits: Splits) -> tuple[dict[str, np.ndarray], np.ndarray]:
         plan = fold_plan(splits, config.approximator.calibration_fraction, config.approximator.num_shadows,
                          config.seed)
-        data = dataset.pool.subset(np.r_[splits.train, plan["calibration"]])
-        key = model_key(config, dataset.info.num_classes, "folds", config.seed, config.approximator.num_shadows, data)
-        key["calibration_fraction"] = config.approximator.calibration_fraction
-        folder = store_folder("fold-models", key, config.executor.cache_dir)
-        open_store(folder, key, plan, "fold models", "delete that folder to retrain them")
-        return folder
+        return plan, splits.train
 
     @classmethod
-    def prepare(cls, config: RunConfig, dataset: Dataset, splits: Splits, store: Path, console: Console) -> tuple[
-            FoldOut, int]:
-        count = config.approximator.num_shadows
-        plan = fold_plan(splits, config.approximator.calibration_fraction, count, config.seed)
-        spec = ModelSpec(config.model.name, dataset.info, config.model.width)
-        train = dataset.pool.subset(splits.train)
-        jobs = out_model_jobs(spec, plan["orders"], config.train, config.seed * 1000 + 700, store, "fold",
-                              "fold model")
-        result = build_executor(config.executor).run(jobs, train, console)
-        approximator = cls.from_folds(config.approximator, spec, result.models, train, plan["fold"],
-                                      dataset.pool.subset(plan["calibration"]), dataset.info.num_classes,
-                                      resolve_device(config.train.device))
-        return approximator, result.trained
+    def from_plan(cls, config: ApproximatorConfig, spec: Callable[[], nn.Module], models: list[nn.Module],
+                  data: TensorData, plan: dict[str, np.ndarray], calibration: TensorData, num_classes: int,
+                  device: torch.device | str) -> FoldOut:
+        return cls.from_folds(config, spec, models, data, plan["fold"], calibration, num_classes, device)
 
     @classmethod
     def fit_held_out(cls, config: ApproximatorConfig, factory: Callable[[], nn.Module], held_out: TensorData,

@@ -64,21 +64,6 @@ def held_out_plan(candidates: np.ndarray, train_size: int, calibration_fraction:
     return {"pool_indices": pool, "calibration": calibration, "orders": orders}
 
 
-def out_store_location(config: RunConfig, dataset: Dataset, plan: dict[str, np.ndarray]) -> tuple[Path, dict]:
-    """Where the OUT models' artefact store is, and its key (the content of their pool and calibration samples)."""
-    data = dataset.pool.subset(np.r_[plan["pool_indices"], plan["calibration"]])
-    key = model_key(config, dataset.info.num_classes, "out", config.seed, config.approximator.num_shadows, data)
-    key["calibration_fraction"] = config.approximator.calibration_fraction
-    return store_folder("out-models", key, config.executor.cache_dir), key
-
-
-def out_store(config: RunConfig, dataset: Dataset, plan: dict[str, np.ndarray]) -> Path:
-    """The artefact store of the OUT models (created if new, checked if not)."""
-    folder, key = out_store_location(config, dataset, plan)
-    open_store(folder, key, plan, "OUT models", "delete that folder to retrain them")
-    return folder
-
-
 def out_model_jobs(spec: Callable[[], nn.Module], orders: np.ndarray, recipe: TrainConfig, first_seed: int,
                    store: Path | None, stem: str, label: str) -> list[ModelJob]:
     """One training job per row of ``orders`` (positions in the data they train on), with the target's recipe and
@@ -86,6 +71,20 @@ def out_model_jobs(spec: Callable[[], nn.Module], orders: np.ndarray, recipe: Tr
     return [ModelJob(spec, order, replace(recipe, seed=first_seed + k),
                      store / f"{stem}-{k:02d}.safetensors" if store else None, f"{label} {k + 1}/{len(orders)}")
             for k, order in enumerate(orders)]
+
+
+@dataclass(frozen=True)
+class ModelSeries:
+    """How :meth:`PerExampleOut.prepare` seeds and names the models it trains: seeds ``seed · 1000 + seed_offset
+    + k``; files ``<stem>-KK.safetensors`` in a store under ``folder``, keyed by ``key_kind``; ``label`` and
+    ``what`` in progress and error messages."""
+
+    seed_offset: int
+    stem: str
+    label: str
+    key_kind: str
+    folder: str
+    what: str
 
 
 @dataclass
@@ -108,6 +107,7 @@ class PerExampleOut(PrivacyApproximator):
 
     statistics = ("s",)
     Config = PerExampleConfig
+    series = ModelSeries(500, "out", "OUT model", "out", "out-models", "OUT models")
 
     def __init__(self, config: ApproximatorConfig, num_classes: int, spec: Callable[[], nn.Module] | None = None,
                  count: int = 0, calibration_size: int = 0, input_shape: tuple[int, ...] = ()) -> None:
@@ -120,24 +120,51 @@ class PerExampleOut(PrivacyApproximator):
             self.register_buffer(key, torch.ones(()))
 
     @classmethod
-    def open_store(cls, config: RunConfig, dataset: Dataset, splits: Splits) -> Path:
+    def plan(cls, config: RunConfig, splits: Splits) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The OUT models' plan (what their store records: ``orders``, positions in the samples they train on, and
+        the ``calibration`` samples) and the pool indices of the samples they train on."""
         plan = out_model_plan(splits, config.approximator.calibration_fraction, config.approximator.num_shadows,
                               config.seed)
-        return out_store(config, dataset, plan)
+        return plan, plan["pool_indices"]
+
+    @classmethod
+    def store_location(cls, config: RunConfig, dataset: Dataset, splits: Splits) -> tuple[Path, dict, dict]:
+        """Where the models' artefact store is, its key (the content of the samples they train on and of the
+        calibration samples) and the plan it records."""
+        plan, train_on = cls.plan(config, splits)
+        data = dataset.pool.subset(np.r_[train_on, plan["calibration"]])
+        key = model_key(config, dataset.info.num_classes, cls.series.key_kind, config.seed,
+                        config.approximator.num_shadows, data)
+        key["calibration_fraction"] = config.approximator.calibration_fraction
+        return store_folder(cls.series.folder, key, config.executor.cache_dir), key, plan
+
+    @classmethod
+    def open_store(cls, config: RunConfig, dataset: Dataset, splits: Splits) -> Path:
+        folder, key, plan = cls.store_location(config, dataset, splits)
+        open_store(folder, key, plan, cls.series.what, "delete that folder to retrain them")
+        return folder
 
     @classmethod
     def prepare(cls, config: RunConfig, dataset: Dataset, splits: Splits, store: Path, console: Console) -> tuple[
             PerExampleOut, int]:
-        count = config.approximator.num_shadows
-        plan = out_model_plan(splits, config.approximator.calibration_fraction, count, config.seed)
+        plan, train_on = cls.plan(config, splits)
         spec = ModelSpec(config.model.name, dataset.info, config.model.width)
-        pool = dataset.pool.subset(plan["pool_indices"])
-        jobs = out_model_jobs(spec, plan["orders"], config.train, config.seed * 1000 + 500, store, "out", "OUT model")
-        result = build_executor(config.executor).run(jobs, pool, console)
-        members = [pool.subset(order[:1000]) for order in plan["orders"]]
-        return (cls.from_models(config.approximator, spec, result.models, dataset.pool.subset(plan["calibration"]),
-                                members, dataset.info.num_classes, resolve_device(config.train.device)),
+        data = dataset.pool.subset(train_on)
+        jobs = out_model_jobs(spec, plan["orders"], config.train, config.seed * 1000 + cls.series.seed_offset, store,
+                              cls.series.stem, cls.series.label)
+        result = build_executor(config.executor).run(jobs, data, console)
+        return (cls.from_plan(config.approximator, spec, result.models, data, plan,
+                              dataset.pool.subset(plan["calibration"]), dataset.info.num_classes,
+                              resolve_device(config.train.device)),
                 result.trained)
+
+    @classmethod
+    def from_plan(cls, config: ApproximatorConfig, spec: Callable[[], nn.Module], models: list[nn.Module],
+                  data: TensorData, plan: dict[str, np.ndarray], calibration: TensorData, num_classes: int,
+                  device: torch.device | str) -> PerExampleOut:
+        """Fit from the models :meth:`prepare` trained on ``data`` by ``plan``."""
+        members = [data.subset(order[:1000]) for order in plan["orders"]]
+        return cls.from_models(config, spec, models, calibration, members, num_classes, device)
 
     @classmethod
     def fit_held_out(cls, config: ApproximatorConfig, factory: Callable[[], nn.Module], held_out: TensorData,
@@ -147,11 +174,11 @@ class PerExampleOut(PrivacyApproximator):
         count = config.num_shadows
         plan = held_out_plan(np.arange(len(held_out)), train_size, config.calibration_fraction, count, seed)
         pool = held_out.subset(plan["pool_indices"])
-        jobs = out_model_jobs(factory, plan["orders"], recipe, seed * 1000 + 500, None, "out", "OUT model")
+        jobs = out_model_jobs(factory, plan["orders"], recipe, seed * 1000 + cls.series.seed_offset, None,
+                              cls.series.stem, cls.series.label)
         models = LocalExecutor().run(jobs, pool, console).models
-        members = [pool.subset(order[:1000]) for order in plan["orders"]]
-        return cls.from_models(config, factory, models, held_out.subset(plan["calibration"]), members, num_classes,
-                               resolve_device(recipe.device))
+        return cls.from_plan(config, factory, models, pool, plan, held_out.subset(plan["calibration"]), num_classes,
+                             resolve_device(recipe.device))
 
     @classmethod
     def from_models(cls, config: ApproximatorConfig, spec: Callable[[], nn.Module], models: list[nn.Module],
