@@ -59,17 +59,6 @@ def preset_params(presets: Path, setting: str, scenario: str) -> dict:
     return yaml.safe_load(path.read_text())["unlearn"]["params"].get("remi", {})
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """``key=value`` pairs, each value read as YAML (numbers, booleans, strings)."""
-    changes = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise MiunlearnError(f"--set takes KEY=VALUE, got {item!r}")
-        changes[key] = yaml.safe_load(value)
-    return changes
-
-
 def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: int, params: dict, ulira: bool,
                   own: bool) -> dict:
     request, target, models, audit = lb.prepare_cell(ctx, scenario, seed, retrains)
@@ -184,7 +173,7 @@ def main(argv: list[str]) -> int:
         opts = lb.study_options(args, args.config)
         if args.seeds < 1:
             raise MiunlearnError(f"--seeds must be at least 1, got {args.seeds}")
-        changes = parse_overrides(args.set)
+        changes = lb.parse_overrides(args.set)
         params = preset_params(opts.presets, args.setting, args.scenario) | changes
         suffix = "".join(f"-{k}={v}" for k, v in [*changes.items(), *(c.split("=", 1) for c in args.config)])
         path = args.out / f"remi_diagnose-{args.setting}-{args.scenario}{suffix}.json"

@@ -337,6 +337,31 @@ def test_tuning_noise_retunes_with_other_seeds_and_seed_zero_is_the_leaderboards
     assert "nosuch" in capsys.readouterr().err
 
 
+def test_trial_sweep_runs_every_tuned_trial_under_each_variant_on_dev_seeds_only(
+        quick_run: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import trial_sweep
+    import yaml
+
+    kl, logits = "anchor=kl,min_epochs=1", "anchor=logits,min_epochs=1"  # at least a pass: digits starts out met
+    args = ["digits_mlp", "random10", "--quick", "--seeds", "2", "--variant", kl, "--variant", logits,
+            "--cache", str(quick_run["cache"]), "--out", str(tmp_path)]
+    assert trial_sweep.main(args) == 0
+    path = tmp_path / "trial_sweep-digits_mlp-random10-remi.json"
+    stored = json.loads(path.read_text())
+    rows = stored["rows"]
+    assert len(rows) == 2 * 2 and {r["variant"] for r in rows} == {kl, logits}  # 2 quick trials
+    assert all(r["seed"] == 2 and r["avg_gap"] >= 0 and 0 <= r["strong_auc"] <= 1 for r in rows)
+    tuned = yaml.safe_load((quick_run["out"] / "presets" / "digits_mlp-random10.yaml").read_text())
+    best = min(rows, key=lambda r: r["objective"])
+    assert best["params"] == tuned["unlearn"]["params"]["remi"]  # the leaderboard's own study, all of its trials
+    by_variant = {v: [r["avg_gap"] for r in rows if r["variant"] == v] for v in (kl, logits)}
+    assert by_variant[kl] != by_variant[logits]  # the variant reached the method
+    assert f"closer than {kl} on" in capsys.readouterr().out
+    assert trial_sweep.main(args) == 0 and json.loads(path.read_text()) == stored  # resumes: nothing recomputed
+    assert trial_sweep.main([*args[:3], "--seeds", "0,2"]) == 2
+    assert "are ones the leaderboard evaluates (0..1); dev seeds start at 2" in capsys.readouterr().err
+
+
 def test_runs_of_other_settings_merge_into_one_leaderboard_and_clashes_are_refused(quick_run: dict,
                                                                                     tmp_path: Path) -> None:
     """Settings run in parallel processes (one per core) each write their own --out; --merge folds them together."""

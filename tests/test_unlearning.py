@@ -14,7 +14,7 @@ from miunlearn.guidance import load_approximator, train_shadows
 from miunlearn.guidance.per_example import PerExampleOut
 from miunlearn.statistics import cross_entropy, logit_confidence
 from miunlearn.training.executors import ModelSpec
-from miunlearn.unlearning.remi import ClassObjective, RemiConfig, distribution_match
+from miunlearn.unlearning.remi import ClassObjective, RemiConfig, distribution_match, kl_anchor, logit_anchor
 
 RECIPE = TrainConfig(epochs=40, weight_decay=0, progress=False)
 
@@ -143,6 +143,7 @@ def test_remi_needs_reference_and_approximator(request_parts):
     ({"alpah": 1}, "did you mean unlearn.params.remi.alpha"),
     ({"targets": "sorted"}, "unknown remi.targets 'sorted'; valid: out-mean, rank, random"),
     ({"tolerance": 0}, "remi.tolerance must be positive"),
+    ({"anchor": "l2"}, "unknown remi anchor 'l2'; valid: kl, logits"),
 ])
 def test_remi_rejects_bad_hyper_parameters(request_parts, params, message):
     parts = dict(request_parts)
@@ -162,6 +163,28 @@ def test_remi_moves_audit_toward_retrain_and_keeps_accuracy(blobs_run):
     assert remi["avg_gap"] < original["avg_gap"]
     assert remi["pinsker_bound"] < original["pinsker_bound"]
     assert remi["js_to_retrain"] < original["js_to_retrain"]
+
+
+def test_the_logit_anchor_holds_the_confidence_that_the_kl_anchor_barely_sees():
+    original = torch.tensor([[12.0, 0.0, 0.0, 0.0], [2.0, 1.0, 0.0, -1.0]])
+    targets = torch.log_softmax(original, 1)
+    assert logit_anchor(original + torch.tensor([[3.0], [-5.0]]), targets) < 1e-10, "a per-sample shift changes nothing"
+    confident, halved = targets[:1], original[:1] / 2  # the same argmax, s down from 10.9 to 4.9
+    assert logit_anchor(halved, confident) > 100 * kl_anchor(halved, confident)
+
+
+def test_the_logit_anchor_moves_never_seen_samples_less_than_the_kl_anchor(request_parts, held_out):
+    """Per unit of change in D_f's confidence, ``s`` on samples nobody trained on (which the anchor never saw either)
+    moves less with the logit anchor: the original's confidence there is what a retrain keeps."""
+    parts = dict(request_parts)
+    model = parts.pop("model")
+    moved = {}
+    for anchor in ("logits", "kl"):
+        config = {"anchor": anchor, "gamma": 3.0, "min_epochs": 10, "epochs": 10, "lr": 1e-3}
+        after = unlearn(model, method="remi", config=config, **parts).model
+        moved[anchor] = [float((_s(after, d) - _s(model, d)).abs().mean()) for d in (held_out, parts["forget"])]
+    collateral = {anchor: held / forget for anchor, (held, forget) in moved.items()}
+    assert collateral["logits"] < 0.8 * collateral["kl"]
 
 
 def test_remi_frozen_layers_keep_their_weights_and_the_rest_moves(request_parts):
@@ -320,10 +343,12 @@ def test_remi_population_objective_refuses_a_one_sample_request_with_a_way_out(r
 
 def test_remi_accuracy_check_brings_forget_accuracy_down_toward_held_out_samples(request_parts, held_out):
     """Matching z-scores to held-out ones (rank targets) can leave D_f classified as the original did; the check
-    keeps going until D_f is classified right no more often than held-out samples would be."""
+    keeps going until D_f is classified right no more often than held-out samples would be. (With the default
+    logit anchor, ReMI stops here at its closest model either way, at the same accuracy: the KL anchor leaves
+    the argmax the room this test needs.)"""
     parts = dict(request_parts)
     model = parts.pop("model")
-    config = {"targets": "rank", "distill": 1.0}
+    config = {"targets": "rank", "distill": 1.0, "anchor": "kl"}
     runs = {check: unlearn(model, method="remi", config=config | {"accuracy_check": check}, **parts)
             for check in (False, True)}
     with torch.no_grad():

@@ -129,11 +129,7 @@ def tune(method: str, task: CalibrationTask, trials: int, storage: str | Path, k
         raise MiunlearnError(f"tuning needs at least 1 trial, got {trials}")
     if executor not in EXECUTORS:
         raise MiunlearnError(f"unknown tuning executor {executor!r}; valid: {', '.join(EXECUTORS)}")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    Path(storage).parent.mkdir(parents=True, exist_ok=True)
-    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
-    study = optuna.create_study(study_name=study_name(method, key), storage=journal, direction="minimize",
-                                sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True)
+    study = _open_study(method, storage, key, seed)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     missing = trials - len(done)
     if missing > 0:
@@ -144,6 +140,21 @@ def tune(method: str, task: CalibrationTask, trials: int, storage: str | Path, k
             study.optimize(lambda trial: evaluate_params(method, space(trial), task), n_trials=missing)
     best = study.best_trial
     return TuningResult(method, dict(best.params), float(best.value), trials, max(missing, 0))
+
+
+def completed_trials(method: str, storage: str | Path, key: dict[str, Any]) -> list[optuna.trial.FrozenTrial]:
+    """The finished trials of the study :func:`tune` keeps in ``storage`` under ``key`` (none if it never ran)."""
+    if not Path(storage).is_file():
+        return []
+    return [t for t in _open_study(method, storage, key, 0).trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def _open_study(method: str, storage: str | Path, key: dict[str, Any], seed: int) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    Path(storage).parent.mkdir(parents=True, exist_ok=True)
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
+    return optuna.create_study(study_name=study_name(method, key), storage=journal, direction="minimize",
+                               sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True)
 
 
 def _tune_with_ray(method: str, task: CalibrationTask, count: int, study: optuna.Study, seed: int) -> None:
