@@ -91,6 +91,10 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
         "retrain_error": float(np.mean([(a - b).abs().mean() for a, b in itertools.combinations(retrain_s, 2)])),
         "remi": {k: remi.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in KEYS},  # as leaderboard rows
         "remi_avg_gap": average_gap(remi.metrics, mean_retrain),
+        # how the model scores samples nobody trained on: mean and spread of s on D_test (a retrain keeps the
+        # original's; a model that lowers its confidence everywhere narrows it)
+        "test_s": {"remi": test_s(result.model, ctx.dataset.test),
+                   "retrains": [test_s(m, ctx.dataset.test) for m, _ in models]},
         "retrain_mia_efficacy": [a.metrics["mia_efficacy"] / 100 for a in retrain_audits],
         "remi_strong": lb.strongest(remi),
         "retrain_strong": [lb.strongest(a) for a in retrain_audits],
@@ -105,6 +109,12 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
         "ulira_own_auc": (lb.ulira_auc(ctx, "remi", params or None, result.model, models[0][0], request, seed)
                           if own else None),
     }
+
+
+def test_s(model: torch.nn.Module, data) -> list[float]:
+    """Mean and standard deviation of ``s`` on ``data``."""
+    s = logit_confidence(predict_logits(model, data), data.y.cpu())
+    return [float(s.mean()), float(s.std())]
 
 
 def strong(rows: list[dict], key: str, which: int) -> float:
@@ -141,6 +151,12 @@ def summary(rows: list[dict]) -> str:
     lines[-1] += (f" The approximator's OUT prediction of s vs a retrain's on D_f: mean |Δ| "
                   f"{np.mean([r['out_error'] for r in rows]):.2f} (one retrain vs another: "
                   f"{np.mean([r['retrain_error'] for r in rows]):.2f}).")
+    spreads = [r["test_s"] for r in rows if "test_s" in r]
+    if spreads:
+        lines[-1] += (f" s on D_test, mean ± spread: ReMI {np.mean([t['remi'][0] for t in spreads]):.2f} ± "
+                      f"{np.mean([t['remi'][1] for t in spreads]):.2f}, retrains "
+                      f"{np.mean([r[0] for t in spreads for r in t['retrains']]):.2f} ± "
+                      f"{np.mean([r[1] for t in spreads for r in t['retrains']]):.2f}.")
     ulira = [r["ulira_auc"] for r in rows if r.get("ulira_auc") is not None]
     if ulira:
         lines[-1] += (f" U-LiRA AUC by an auditor holding the target's approximator: {np.mean(ulira):.3f} on "
