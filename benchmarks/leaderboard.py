@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import json
@@ -1135,6 +1136,25 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--quick", action="store_true", help="the leaderboard's --quick targets, cache and presets")
     parser.add_argument("--cache", type=Path, help="the leaderboard's --cache (default: its own)")
+
+
+def one_line_errors(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    """A study script's ``main``: a :class:`MiunlearnError` is printed as one line and the exit status is 2."""
+    @functools.wraps(main)
+    def run(argv: list[str]) -> int:
+        try:
+            return main(argv)
+        except MiunlearnError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+def save_study(path: Path, script: str, argv: list[str], **content: Any) -> None:
+    """A study script's results file, rewritten atomically: ``content`` (its rows...), the command that made it and
+    the machine."""
+    write_json(path, {**content, "command": f"OMP_NUM_THREADS=1 python benchmarks/{script} " + " ".join(argv),
+                      "machine": machine()})
 
 
 def parse_overrides(items: list[str]) -> dict:

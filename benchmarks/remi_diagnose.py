@@ -42,7 +42,6 @@ import leaderboard as lb  # noqa: E402
 
 from miunlearn.audit.metrics import accuracy, average_gap  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
-from miunlearn.io import write_json  # noqa: E402
 from miunlearn.statistics import logit_confidence  # noqa: E402
 from miunlearn.training import predict_logits  # noqa: E402
 from miunlearn.tuning import method_fingerprint  # noqa: E402
@@ -168,6 +167,7 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+@lb.one_line_errors
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     lb.add_study_arguments(parser)
@@ -185,33 +185,28 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--presets", type=Path, help="the leaderboard's --presets (default: its own)")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
-    try:
-        opts = lb.study_options(args, args.config)
-        if args.seeds < 1:
-            raise MiunlearnError(f"--seeds must be at least 1, got {args.seeds}")
-        changes = lb.parse_overrides(args.set)
-        params = preset_params(opts.presets, args.setting, args.scenario) | changes
-        suffix = "".join(f"-{k}={v}" for k, v in [*changes.items(), *(c.split("=", 1) for c in args.config)])
-        path = args.out / f"remi_diagnose-{args.setting}-{args.scenario}{suffix}.json"
-        version = {"remi": method_fingerprint("remi"),
-                   "approximator": lb.approximator_version(lb.setting_config(args.setting, opts)), "params": params}
-        stored = lb.Results._read(path, {})
-        rows = stored.get("rows", []) if stored.get("version") == version else []
-        args.out.mkdir(parents=True, exist_ok=True)
-        ctx = lb.prepare_setting(args.setting, opts, console)
-        for seed in range(args.seeds):
-            if any(r["seed"] == seed and (r.get("ulira_auc") is not None or not args.ulira)
-                   and (r.get("ulira_own_auc") is not None or not args.ulira_own) for r in rows):
-                continue
-            rows = [r for r in rows if r["seed"] != seed]
-            console.log(f"{args.setting}/{args.scenario}: seed {seed}")
-            rows.append(diagnose_seed(ctx, args.scenario, seed, opts.retrains, params, args.ulira, args.ulira_own))
-            write_json(path, {"version": version, "command": "OMP_NUM_THREADS=1 python benchmarks/remi_diagnose.py "
-                              + " ".join(argv), "machine": lb.machine(), "rows": rows})
-        print(summary(sorted(rows, key=lambda r: r["seed"])[: args.seeds]))
-    except MiunlearnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    opts = lb.study_options(args, args.config)
+    if args.seeds < 1:
+        raise MiunlearnError(f"--seeds must be at least 1, got {args.seeds}")
+    changes = lb.parse_overrides(args.set)
+    params = preset_params(opts.presets, args.setting, args.scenario) | changes
+    suffix = "".join(f"-{k}={v}" for k, v in [*changes.items(), *(c.split("=", 1) for c in args.config)])
+    path = args.out / f"remi_diagnose-{args.setting}-{args.scenario}{suffix}.json"
+    version = {"remi": method_fingerprint("remi"),
+               "approximator": lb.approximator_version(lb.setting_config(args.setting, opts)), "params": params}
+    stored = lb.Results._read(path, {})
+    rows = stored.get("rows", []) if stored.get("version") == version else []
+    args.out.mkdir(parents=True, exist_ok=True)
+    ctx = lb.prepare_setting(args.setting, opts, console)
+    for seed in range(args.seeds):
+        if any(r["seed"] == seed and (r.get("ulira_auc") is not None or not args.ulira)
+               and (r.get("ulira_own_auc") is not None or not args.ulira_own) for r in rows):
+            continue
+        rows = [r for r in rows if r["seed"] != seed]
+        console.log(f"{args.setting}/{args.scenario}: seed {seed}")
+        rows.append(diagnose_seed(ctx, args.scenario, seed, opts.retrains, params, args.ulira, args.ulira_own))
+        lb.save_study(path, "remi_diagnose.py", argv, version=version, rows=rows)
+    print(summary(sorted(rows, key=lambda r: r["seed"])[: args.seeds]))
     return 0
 
 

@@ -29,7 +29,6 @@ import leaderboard as lb  # noqa: E402
 
 from miunlearn.audit.metrics import average_gap  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
-from miunlearn.io import write_json  # noqa: E402
 from miunlearn.tuning import completed_trials, tune  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
 
@@ -61,6 +60,7 @@ def summary(rows: list[dict], variants: list[str]) -> str:
     return "\n".join(lines)
 
 
+@lb.one_line_errors
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     lb.add_study_arguments(parser)
@@ -70,55 +70,50 @@ def main(argv: list[str]) -> int:
                         help="settings laid over every trial's (repeatable; none: the trials as tuned)")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
+    opts = lb.study_options(args)
+    lb.SEARCH_SPACES.validate(args.method)
     try:
-        opts = lb.study_options(args)
-        lb.SEARCH_SPACES.validate(args.method)
-        try:
-            seeds = [int(s) for s in args.seeds.split(",")]
-        except ValueError:
-            raise MiunlearnError(f"--seeds takes a comma list of integers, got {args.seeds!r}") from None
-        evaluated = [s for s in seeds if s < opts.seeds]
-        if evaluated:
-            raise MiunlearnError(f"seed(s) {evaluated} are ones the leaderboard evaluates (0..{opts.seeds - 1}); "
-                                 f"dev seeds start at {opts.seeds}")
-        variants = args.variant or [""]
-        overrides = {v: lb.parse_overrides([item for item in v.split(",") if item]) for v in variants}
-        path = args.out / f"trial_sweep-{args.setting}-{args.scenario}-{args.method}.json"
-        ctx = lb.prepare_setting(args.setting, opts, console)
-        version = lb.method_version(ctx, args.method)
-        rows = [r for r in lb.Results._read(path, {"rows": []})["rows"] if r["version"] == version]
-        task, folder, key = lb.calibration_task(ctx, args.scenario)
-        journal, study_key = folder / "trials" / f"{args.method}.journal", lb.study_key(ctx, key, args.method)
-        tune(args.method, task, opts.trials, journal, study_key)
-        cells: dict[int, tuple] = {}
-        for trial in completed_trials(args.method, journal, study_key):
-            for variant in variants:
-                for seed in seeds:
-                    if any(r["trial"] == trial.number and r["variant"] == variant and r["seed"] == seed for r in rows):
-                        continue
-                    if seed not in cells:
-                        request, target, models, audit = lb.prepare_cell(ctx, args.scenario, seed, opts.retrains)
-                        audits = [audit(m) for m, _ in models]
-                        cells[seed] = (request, target, audit,
-                                       {k: float(np.mean([a.metrics[k] for a in audits])) for k in KEYS})
-                    request, target, audit, mean_retrain = cells[seed]
-                    params = trial.params | overrides[variant]
-                    model = unlearn(target, request.forget, request.retain, args.method, params,
-                                    reference=ctx.reference, approximator=ctx.approximator, recipe=ctx.config.train,
-                                    seed=seed).model
-                    audited = audit(model)
-                    auc, tpr = lb.strongest(audited)
-                    rows.append({"trial": trial.number, "objective": trial.value, "params": trial.params,
-                                 "variant": variant, "seed": seed, "version": version,
-                                 "avg_gap": average_gap(audited.metrics, mean_retrain), "strong_auc": auc,
-                                 "strong_tpr": tpr})
-                    write_json(path, {"command": "OMP_NUM_THREADS=1 python benchmarks/trial_sweep.py " + " ".join(argv),
-                                      "machine": lb.machine(), "rows": rows})
-                console.log(f"trial {trial.number}, {variant or 'as tuned'}: done")
-        print(summary([r for r in rows if r["seed"] in seeds and r["variant"] in variants], variants))
-    except MiunlearnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise MiunlearnError(f"--seeds takes a comma list of integers, got {args.seeds!r}") from None
+    evaluated = [s for s in seeds if s < opts.seeds]
+    if evaluated:
+        raise MiunlearnError(f"seed(s) {evaluated} are ones the leaderboard evaluates (0..{opts.seeds - 1}); "
+                             f"dev seeds start at {opts.seeds}")
+    variants = args.variant or [""]
+    overrides = {v: lb.parse_overrides([item for item in v.split(",") if item]) for v in variants}
+    path = args.out / f"trial_sweep-{args.setting}-{args.scenario}-{args.method}.json"
+    ctx = lb.prepare_setting(args.setting, opts, console)
+    version = lb.method_version(ctx, args.method)
+    rows = [r for r in lb.Results._read(path, {"rows": []})["rows"] if r["version"] == version]
+    task, folder, key = lb.calibration_task(ctx, args.scenario)
+    journal, study_key = folder / "trials" / f"{args.method}.journal", lb.study_key(ctx, key, args.method)
+    tune(args.method, task, opts.trials, journal, study_key)
+    cells: dict[int, tuple] = {}
+    for trial in completed_trials(args.method, journal, study_key):
+        for variant in variants:
+            for seed in seeds:
+                if any(r["trial"] == trial.number and r["variant"] == variant and r["seed"] == seed for r in rows):
+                    continue
+                if seed not in cells:
+                    request, target, models, audit = lb.prepare_cell(ctx, args.scenario, seed, opts.retrains)
+                    audits = [audit(m) for m, _ in models]
+                    cells[seed] = (request, target, audit,
+                                   {k: float(np.mean([a.metrics[k] for a in audits])) for k in KEYS})
+                request, target, audit, mean_retrain = cells[seed]
+                params = trial.params | overrides[variant]
+                model = unlearn(target, request.forget, request.retain, args.method, params,
+                                reference=ctx.reference, approximator=ctx.approximator, recipe=ctx.config.train,
+                                seed=seed).model
+                audited = audit(model)
+                auc, tpr = lb.strongest(audited)
+                rows.append({"trial": trial.number, "objective": trial.value, "params": trial.params,
+                             "variant": variant, "seed": seed, "version": version,
+                             "avg_gap": average_gap(audited.metrics, mean_retrain), "strong_auc": auc,
+                             "strong_tpr": tpr})
+                lb.save_study(path, "trial_sweep.py", argv, rows=rows)
+            console.log(f"trial {trial.number}, {variant or 'as tuned'}: done")
+    print(summary([r for r in rows if r["seed"] in seeds and r["variant"] in variants], variants))
     return 0
 
 

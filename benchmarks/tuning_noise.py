@@ -27,7 +27,6 @@ import leaderboard as lb  # noqa: E402
 
 from miunlearn.audit.metrics import average_gap  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
-from miunlearn.io import write_json  # noqa: E402
 from miunlearn.tuning import tune  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
 
@@ -65,6 +64,7 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+@lb.one_line_errors
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     lb.add_study_arguments(parser)
@@ -73,36 +73,31 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="evaluated seeds (the leaderboard's first ones)")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
-    try:
-        opts = lb.study_options(args)
-        methods = args.methods.split(",")
-        for method in methods:
-            lb.SEARCH_SPACES.validate(method)
-        if args.tuning_seeds < 1 or args.seeds < 1:
-            raise MiunlearnError("--tuning-seeds and --seeds must be at least 1")
-        path = args.out / f"tuning_noise-{args.setting}-{args.scenario}.json"
-        stored = lb.Results._read(path, {"rows": []})
-        ctx = lb.prepare_setting(args.setting, opts, console)
-        task, folder, key = lb.calibration_task(ctx, args.scenario)
-        versions = {m: lb.method_version(ctx, m) for m in methods}
-        rows = [r for r in stored["rows"] if r["method"] not in versions or r["version"] == versions[r["method"]]]
-        cells: dict = {}
-        for method in methods:
-            for t in range(args.tuning_seeds):
-                if any(r["method"] == method and r["tuning_seed"] == t for r in rows):
-                    continue
-                journal = folder / "trials" / (f"{method}.journal" if t == 0 else f"{method}-tpe{t}.journal")
-                result = tune(method, task, opts.trials, journal, lb.study_key(ctx, key, method), seed=t)
-                gaps = evaluate(ctx, args.scenario, cells, method, result.params, args.seeds, opts.retrains)
-                console.log(f"{method}, tuning seed {t}: distance {result.value:.2f}, avg gaps {np.round(gaps, 2)}")
-                rows.append({"method": method, "tuning_seed": t, "version": versions[method], "trials": opts.trials,
-                             "params": result.params, "distance": result.value, "avg_gaps": gaps})
-                write_json(path, {"command": "OMP_NUM_THREADS=1 python benchmarks/tuning_noise.py " + " ".join(argv),
-                                  "machine": lb.machine(), "rows": rows})
-        print(summary([r for r in rows if r["method"] in versions]))
-    except MiunlearnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    opts = lb.study_options(args)
+    methods = args.methods.split(",")
+    for method in methods:
+        lb.SEARCH_SPACES.validate(method)
+    if args.tuning_seeds < 1 or args.seeds < 1:
+        raise MiunlearnError("--tuning-seeds and --seeds must be at least 1")
+    path = args.out / f"tuning_noise-{args.setting}-{args.scenario}.json"
+    stored = lb.Results._read(path, {"rows": []})
+    ctx = lb.prepare_setting(args.setting, opts, console)
+    task, folder, key = lb.calibration_task(ctx, args.scenario)
+    versions = {m: lb.method_version(ctx, m) for m in methods}
+    rows = [r for r in stored["rows"] if r["method"] not in versions or r["version"] == versions[r["method"]]]
+    cells: dict = {}
+    for method in methods:
+        for t in range(args.tuning_seeds):
+            if any(r["method"] == method and r["tuning_seed"] == t for r in rows):
+                continue
+            journal = folder / "trials" / (f"{method}.journal" if t == 0 else f"{method}-tpe{t}.journal")
+            result = tune(method, task, opts.trials, journal, lb.study_key(ctx, key, method), seed=t)
+            gaps = evaluate(ctx, args.scenario, cells, method, result.params, args.seeds, opts.retrains)
+            console.log(f"{method}, tuning seed {t}: distance {result.value:.2f}, avg gaps {np.round(gaps, 2)}")
+            rows.append({"method": method, "tuning_seed": t, "version": versions[method], "trials": opts.trials,
+                         "params": result.params, "distance": result.value, "avg_gaps": gaps})
+            lb.save_study(path, "tuning_noise.py", argv, rows=rows)
+    print(summary([r for r in rows if r["method"] in versions]))
     return 0
 
 
