@@ -90,9 +90,9 @@ class RemiConfig:
     """How the anchor measures a change on D_ref (:data:`ANCHORS`). ``logits``: half the mean squared change of
     the centred logits, i.e. of every class's log-odds, so it holds the confidence ``s`` the auditor reads even
     where the original is sure. ``kl``: KL from the original's predicted distribution, which barely registers a
-    change of ``s`` where ``p_y`` is near 0 or 1: the model lowered its confidence on unseen data along with D_f's
-    (on Location, the test samples' ``s`` spread fell from a retrain's 4.5 to 3.5; BENCHMARKS.md, "A logit
-    anchor"). Class requests always use ``kl`` (their target gives the forgotten classes no log-odds)."""
+    change of ``s`` where ``p_y`` is near 0 or 1, so the model could lower its confidence on unseen data along with
+    D_f's (BENCHMARKS.md, "A logit anchor"). Class requests always use ``kl`` (their target gives the forgotten
+    classes no log-odds)."""
     optimizer: str = "adam"
     """``adam`` (AdamW) or ``sgd`` (with ``momentum``). The target ends its cosine schedule at a learning rate
     near zero and the privacy terms' gradients are noisy (|b_f| samples): Adam's per-parameter step keeps
@@ -229,6 +229,8 @@ def logit_anchor(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def kl_anchor(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """KL from the original's predicted distribution to the current one."""
     return F.kl_div(F.log_softmax(logits, 1), targets, log_target=True, reduction="batchmean")
+
+
 TARGETS = ("out-mean", "rank", "random")
 ALREADY_MET_LEVEL = 0.05
 """Fixed-target objectives return a request untouched when, besides the one-sided tests and the accuracy check at
