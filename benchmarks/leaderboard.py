@@ -1157,17 +1157,6 @@ def save_study(path: Path, script: str, argv: list[str], **content: Any) -> None
                       "machine": machine()})
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """``key=value`` pairs, each value read as YAML (numbers, booleans, strings)."""
-    changes = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise MiunlearnError(f"expected KEY=VALUE, got {item!r}")
-        changes[key] = yaml.safe_load(value)
-    return changes
-
-
 def study_options(args: argparse.Namespace, overrides: list[str] | None = None) -> Options:
     """The leaderboard's options for such a script (its setting and scenario validated first)."""
     SETTINGS.validate(args.setting)

@@ -41,6 +41,7 @@ sys.path.insert(0, str(HERE))
 import leaderboard as lb  # noqa: E402
 
 from miunlearn.audit.metrics import accuracy, average_gap  # noqa: E402
+from miunlearn.config import parse_overrides  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
 from miunlearn.statistics import logit_confidence  # noqa: E402
 from miunlearn.training import predict_logits  # noqa: E402
@@ -188,7 +189,7 @@ def main(argv: list[str]) -> int:
     opts = lb.study_options(args, args.config)
     if args.seeds < 1:
         raise MiunlearnError(f"--seeds must be at least 1, got {args.seeds}")
-    changes = lb.parse_overrides(args.set)
+    changes = parse_overrides(args.set)
     params = preset_params(opts.presets, args.setting, args.scenario) | changes
     suffix = "".join(f"-{k}={v}" for k, v in [*changes.items(), *(c.split("=", 1) for c in args.config)])
     path = args.out / f"remi_diagnose-{args.setting}-{args.scenario}{suffix}.json"

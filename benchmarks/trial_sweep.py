@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))
 import leaderboard as lb  # noqa: E402
 
 from miunlearn.audit.metrics import average_gap  # noqa: E402
+from miunlearn.config import parse_overrides  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
 from miunlearn.tuning import completed_trials, tune  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
@@ -81,7 +82,7 @@ def main(argv: list[str]) -> int:
         raise MiunlearnError(f"seed(s) {evaluated} are ones the leaderboard evaluates (0..{opts.seeds - 1}); "
                              f"dev seeds start at {opts.seeds}")
     variants = args.variant or [""]
-    overrides = {v: lb.parse_overrides([item for item in v.split(",") if item]) for v in variants}
+    overrides = {v: parse_overrides([item for item in v.split(",") if item]) for v in variants}
     path = args.out / f"trial_sweep-{args.setting}-{args.scenario}-{args.method}.json"
     ctx = lb.prepare_setting(args.setting, opts, console)
     version = lb.method_version(ctx, args.method)

@@ -243,16 +243,17 @@ def _check_extras(run: RunFolder, config: StrongAuditConfig, replay: MethodRepla
     if replay is None:
         raise MiunlearnError("ulira and challenge_copies re-run the run's methods: pass replay= "
                              "(miunlearn.unlearning.replay.RunReplay()), as `miunlearn audit` does")
-    if config.ulira and "retrain" not in run.models:
-        raise MiunlearnError(f"ulira compares with the retrained model, but {run.path} has no "
-                             "models/retrain.safetensors; rerun the experiment with retrain in unlearn.methods")
-    labels = run.dataset.pool.y.cpu().numpy()
-    removed = np.setdiff1d(labels[run.splits.forget], labels[run.splits.retain]) if config.ulira else []
-    if len(removed):
-        raise MiunlearnError(
-            f"ulira is not defined for a request that removes whole classes ({', '.join(map(str, removed))}): the "
-            "reference models train on half of D_train ∪ D_audit, so they keep seeing those classes and none is a "
-            "model that never saw them, as the retrain is; audit without ulira=true")
+    if config.ulira:
+        if "retrain" not in run.models:
+            raise MiunlearnError(f"ulira compares with the retrained model, but {run.path} has no "
+                                 "models/retrain.safetensors; rerun the experiment with retrain in unlearn.methods")
+        labels = run.dataset.pool.y.cpu().numpy()
+        removed = np.setdiff1d(labels[run.splits.forget], labels[run.splits.retain])
+        if len(removed):
+            raise MiunlearnError(
+                f"ulira is not defined for a request that removes whole classes ({', '.join(map(str, removed))}): "
+                "the reference models train on half of D_train ∪ D_audit, so they keep seeing those classes and "
+                "none is a model that never saw them, as the retrain is; audit without ulira=true")
     for name in [m for m in run.models if m not in ("original", "retrain")]:
         replay.check(run, name)
 
