@@ -18,7 +18,8 @@ Protocol, per setting (dataset + architecture + recipe, one fixed role split):
   mean of the retrains; LiRA/RMIA (online/offline) AUC and TPR at 1% FPR; U-LiRA for ReMI and the three
   baselines closest to retraining (on the first ``--ulira-seeds`` seeds; random requests only; each reference
   model unlearns with the approximator its owner would fit); a verdict per method over every
-  reference attack, AUC and TPR at 1% FPR alike, with a Holm correction for trying several.
+  reference attack, AUC and TPR at 1% FPR alike, with a Holm correction for trying several; speedup = the seconds
+  of one retrain timed in the same invocation / the method's (``--retime`` reruns rows timed otherwise).
 
 Outputs (``--out``, default benchmarks/results): ``leaderboard.json`` (one row per setting, scenario,
 method, seed, exactly :data:`ROW_KEYS`; rewritten atomically after every row, so a killed run resumes
@@ -182,6 +183,10 @@ class Options:
     budget_s: float | None = None
     """Start no new tuning or cell after this many seconds (what is finished is kept; rerun to resume)."""
     overrides: list[str] = field(default_factory=list)
+    retime: bool = False
+    """Rerun every method row not timed in the same run as its retrain (its metrics must come out the same)."""
+    run_id: str = field(default_factory=lambda: f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}")
+    """Names this invocation in ``leaderboard_meta.json`` and in the cells whose timings it measured."""
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -453,6 +458,18 @@ def retrained(ctx: SettingContext, model: nn.Module, request: Request, path: Pat
     return cached_model(ctx, path, make)
 
 
+def timed_retrain(ctx: SettingContext, target: nn.Module, request: Request, seed: int,
+                  cached: nn.Module) -> dict:
+    """Retrain now, for its time alone: a speedup divides it by a method's seconds measured in the same process.
+    The cached retrains' seconds come from whichever run made them, under whatever else ran then. ``reproduces``:
+    whether this retrain came out bit-identical to ``cached`` (the same seed), i.e. the rows are reproducible."""
+    result = unlearn(target, request.forget, request.retain, "retrain", recipe=ctx.config.train, seed=seed)
+    cached_state = cached.state_dict()
+    reproduces = all(torch.equal(value.cpu(), cached_state[name].cpu())
+                     for name, value in result.model.state_dict().items())
+    return {"seconds": result.record.seconds, "reproduces": reproduces}
+
+
 # ---------------------------------------------------------------------------------------------- tuning
 
 
@@ -650,7 +667,11 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
               and row["params"] != params.get(m, {})}  # or its tuned settings did (more trials, say)
     if stale:
         results.cells[key]["ulira_done"] = False
-    pending = [m for m in ["original", *methods] if results.row(ctx.name, scenario, m, seed) is None or m in stale]
+    # rows whose seconds and retrain seconds were not both measured in one run: rerun for their timing
+    untimed = {m for m in methods if opts.retime and m not in stale and results.row(ctx.name, scenario, m, seed)
+               and "timed_in" not in results.cells.get(key, {}).get("methods", {}).get(m, {})}
+    pending = [m for m in ["original", *methods]
+               if results.row(ctx.name, scenario, m, seed) is None or m in stale | untimed]
     if not pending and (not wanted_ulira or results.cells.get(key, {}).get("ulira_done")):
         return
     console.log(f"{key}: target, {opts.retrains} retrains, {len(pending)} row(s) to compute")
@@ -661,29 +682,36 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
     floor = floor_of(retrain_audits)
     keys = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
     mean_retrain = {k: float(np.mean([a.metrics[k] for a in retrain_audits])) for k in keys}
-    retrain_seconds = float(np.mean([facts["seconds"] for _, facts in retrains]))
+    timing = (timed_retrain(ctx, target, request, opts.retrains * seed, retrains[0][0]) | {"run": opts.run_id}
+              if set(pending) - {"original"} else None)
+    if timing is not None and not timing["reproduces"]:
+        console.log(f"[yellow]{key}: the retrain timed now differs from the cached one of the same seed: rows "
+                    "computed in other runs may not be reproducible[/yellow]")
+    retrain_seconds = timing["seconds"] if timing is not None else None
     retrain_work = float(np.mean([f["samples_trained"] + INFERENCE_COST * f["samples_inferred"] for _, f in retrains]))
     cell = results.cells.get(key, {})
-    cell.update({"floor": floor, "retrain_seconds": retrain_seconds, "forget_size": n_f,
+    cell.update({"floor": floor, "forget_size": n_f,
                  "retain_size": len(request.retain), "audit_size": len(ctx.audit),
                  "retrain_strong": [a.strong for a in retrain_audits],
                  "floor_verdict": verdict(retrain_audits[1].scores, retrain_audits[0].scores, seed)
                  if len(retrain_audits) > 1 else None})
+    if timing is not None:
+        cell["timing"] = timing  # the latest run's; each method's row keeps the retrain seconds of its own run
     cell.setdefault("methods", {})
 
     def store(method: str, a: Audited, seconds: float | None, work: float | None, peak: float | None,
-              method_params: dict) -> None:
+              method_params: dict, ulira: float | None = None) -> None:
         auc, tpr = strongest(a)
         results.put({
             "setting": ctx.name, "scenario": scenario, "method": method, "seed": seed,
             **{k: a.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in keys},
             "avg_gap": average_gap(a.metrics, mean_retrain), "floor_avg_gap": floor["avg_gap"],
-            "strong_auc": auc, "strong_tpr_1pct": tpr, "floor_strong_auc": floor["strong_auc"], "ulira_auc": None,
+            "strong_auc": auc, "strong_tpr_1pct": tpr, "floor_strong_auc": floor["strong_auc"], "ulira_auc": ulira,
             "seconds": seconds, "retrain_seconds": retrain_seconds,
             "speedup": retrain_seconds / seconds if seconds else None,
             "work_ratio": retrain_work / work if work else None, "peak_mib": peak, "params": method_params})
         cell["methods"][method] = {
-            "fingerprint": method_version(ctx, method),
+            "fingerprint": method_version(ctx, method), **({"timed_in": opts.run_id} if seconds else {}),
             "strong": a.strong, "verdict": verdict(a.scores, retrain_audits[0].scores, seed),
             "delta_s_forget": float(np.mean([np.abs(a.s_forget - r.s_forget).mean() for r in retrain_audits])),
             "delta_s_audit": float(np.mean([np.abs(a.s_audit - r.s_audit).mean() for r in retrain_audits]))}
@@ -696,7 +724,8 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
             "retrain_seconds": retrain_seconds, "speedup": retrain_seconds / seconds if seconds else None,
             "work_ratio": retrain_work / work if work else None, "peak_mib": peak, "params": method_params}
         results.put(row)
-        cell["methods"][method] = {"fingerprint": method_version(ctx, method), "broken": "non-finite weights"}
+        cell["methods"][method] = {"fingerprint": method_version(ctx, method), "timed_in": opts.run_id,
+                                   "broken": "non-finite weights"}
 
     if "original" in pending:
         original = audit(target)
@@ -706,7 +735,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
     method_models: dict[str, nn.Module] = {}
     for method in methods:
         path = folder / f"{method}.safetensors"
-        if results.row(ctx.name, scenario, method, seed) is not None and method not in stale:
+        if results.row(ctx.name, scenario, method, seed) is not None and method not in stale | untimed:
             if path.is_file():
                 method_models[method] = load_weights(fresh_model(ctx), path).eval()
             continue
@@ -721,8 +750,17 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
             store_broken(method, result.record.seconds, work_of(result.record), peak["peak_mib"], method_params)
             continue
         method_models[method] = result.model
-        store(method, audit(result.model), result.record.seconds, work_of(result.record), peak["peak_mib"],
-              method_params)
+        audited = audit(result.model)
+        ulira = None
+        if method in untimed:  # rerun for its timing only: the model must be the one its row describes
+            old = results.row(ctx.name, scenario, method, seed)
+            if all(old[k] == audited.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in keys):
+                ulira = old["ulira_auc"]
+            else:
+                console.log(f"[yellow]{key}: {method}'s metrics moved on a rerun with the same code and settings: "
+                            "row replaced, U-LiRA recomputed[/yellow]")
+                cell["ulira_done"] = False
+        store(method, audited, result.record.seconds, work_of(result.record), peak["peak_mib"], method_params, ulira)
         results.put_cell(key, cell)
     results.put_cell(key, cell)
     if wanted_ulira:
@@ -803,7 +841,8 @@ def record_invocation(opts: Options, seconds: float, interrupted: bool) -> None:
     old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     this = {"command": " ".join(["OMP_NUM_THREADS=1 python benchmarks/leaderboard.py", *sys.argv[1:]]),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-            "wall_seconds": seconds, "settings": list(opts.settings)} | ({"interrupted": True} if interrupted else {})
+            "wall_seconds": seconds, "settings": list(opts.settings), "run": opts.run_id} | (
+                {"interrupted": True} if interrupted else {})
     meta = {"machine": machine(), "runs": invocation_records(old) + [this],
             "protocol": {k: getattr(opts, k) for k in ("seeds", "retrains", "trials", "references", "ulira_seeds",
                                                        "quick")}}
@@ -1101,6 +1140,8 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--presets", type=Path)
     parser.add_argument("--data-dir", type=Path, help="folder holding location/, fashion-mnist/, cifar10/")
     parser.add_argument("--budget-s", type=float, help="start no new tuning or cell after this many seconds")
+    parser.add_argument("--retime", action="store_true",
+                        help="rerun every method row whose seconds and retrain seconds were not measured in one run")
     parser.add_argument("--report", action="store_true", help="only write leaderboard.md/.png from the results")
     parser.add_argument("--benchmarks-md", type=Path, help="with --report: also update this file's leaderboard section")
     parser.add_argument("--readme", type=Path, help="with --report: also update this file's leaderboard summary")
@@ -1122,7 +1163,7 @@ def parse_args(argv: list[str]) -> Options:
         out=out, cache=args.cache or ROOT / ".bench-data" / ("leaderboard-quick" if args.quick else "leaderboard"),
         presets=args.presets or (out / "presets" if args.quick else HERE / "presets"),
         data_dir=args.data_dir or default_data_dir(), quick=args.quick, executor=args.executor,
-        overrides=args.overrides, budget_s=args.budget_s, **counts)
+        overrides=args.overrides, budget_s=args.budget_s, retime=args.retime, **counts)
     opts.benchmarks_md = args.benchmarks_md
     opts.merge = args.merge
     opts.readme = args.readme

@@ -217,12 +217,53 @@ def test_a_killed_run_resumes_with_only_the_missing_and_changed_rows(quick_run: 
     # Cached targets, retrains and tuning trials; finished rows kept; a method whose code or tuned settings
     # changed is rerun, and a rerun seed-0 row gets its U-LiRA again (one unlearning per reference model, 4 here).
     assert calls.count("finetune") == 1 and calls.count("ssd") == 1 and 2 < calls.count("remi") <= 2 + 4
-    assert set(calls) == {"finetune", "remi", "ssd"}
+    assert calls.count("retrain") == 3  # timed once in each of the three cells that ran a method
+    assert set(calls) == {"finetune", "remi", "ssd", "retrain"}
     resumed = json.loads((out / "leaderboard.json").read_text())
     assert len(resumed) == len(rows)
     for row in kept:
         if (row["scenario"], row["seed"], row["method"]) not in (("random10", 1, "finetune"), ("random10", 0, "remi")):
             assert row in resumed
+
+
+def test_speedups_divide_a_retrain_timed_in_the_same_run(quick_run: dict, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(quick_run["out"], out)
+    cells = json.loads((out / "leaderboard_cells.json").read_text())
+    first = cells["digits_mlp/random10/0"]
+    assert first["timing"]["reproduces"]  # the retrain timed now is bit-identical to the cached one
+    assert all(m["timed_in"] == first["timing"]["run"] for name, m in first["methods"].items() if name != "original")
+    del cells["digits_mlp/random10/0"]["methods"]["remi"]["timed_in"]  # as rows made before timings were paired
+    del cells["digits_mlp/class/1"]["methods"]["ssd"]["timed_in"]
+    (out / "leaderboard_cells.json").write_text(json.dumps(cells))
+    before = json.loads((out / "leaderboard.json").read_text())
+    calls: list[str] = []
+    real_unlearn = leaderboard.unlearn
+
+    def counting_unlearn(model, forget, retain, method, *args, **kwargs):
+        calls.append(method)
+        return real_unlearn(model, forget, retain, method, *args, **kwargs)
+
+    leaderboard.unlearn = counting_unlearn
+    try:
+        assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(quick_run["cache"])]) == 0
+        assert calls == []  # without --retime, nothing to do
+        assert leaderboard.main([*QUICK, "--retime", "--out", str(out), "--cache", str(quick_run["cache"])]) == 0
+    finally:
+        leaderboard.unlearn = real_unlearn
+    # Each untimed row is rerun once beside one retrain of its cell, and nothing else (U-LiRA is kept: same model).
+    assert sorted(calls) == ["remi", "retrain", "retrain", "ssd"]
+    after = {(r["scenario"], r["method"], r["seed"]): r for r in json.loads((out / "leaderboard.json").read_text())}
+    timing = ("seconds", "retrain_seconds", "speedup", "work_ratio", "peak_mib")
+    for row in before:
+        new = after[(row["scenario"], row["method"], row["seed"])]
+        assert {k: v for k, v in new.items() if k not in timing} == {k: v for k, v in row.items() if k not in timing}
+    retimed = json.loads((out / "leaderboard_cells.json").read_text())["digits_mlp/random10/0"]
+    assert retimed["methods"]["remi"]["timed_in"] == retimed["timing"]["run"] != first["timing"]["run"]
+    assert after[("random10", "remi", 0)]["retrain_seconds"] == pytest.approx(retimed["timing"]["seconds"])
+    assert after[("random10", "ssd", 0)]["retrain_seconds"] == pytest.approx(first["timing"]["seconds"])
 
 
 @pytest.mark.slow
