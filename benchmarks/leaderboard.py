@@ -695,6 +695,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
                  "retrain_strong": [a.strong for a in retrain_audits],
                  "floor_verdict": verdict(retrain_audits[1].scores, retrain_audits[0].scores, seed)
                  if len(retrain_audits) > 1 else None})
+    cell.pop("retrain_seconds", None)  # cells written before timings were paired: a cached retrain's seconds
     if timing is not None:
         cell["timing"] = timing  # the latest run's; each method's row keeps the retrain seconds of its own run
     cell.setdefault("methods", {})
@@ -754,7 +755,8 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
         ulira = None
         if method in untimed:  # rerun for its timing only: the model must be the one its row describes
             old = results.row(ctx.name, scenario, method, seed)
-            if all(old[k] == audited.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in keys):
+            if (all(old[k] == audited.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in keys)
+                    and (old["strong_auc"], old["strong_tpr_1pct"]) == strongest(audited)):
                 ulira = old["ulira_auc"]
             else:
                 console.log(f"[yellow]{key}: {method}'s metrics moved on a rerun with the same code and settings: "
