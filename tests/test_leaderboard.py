@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +94,23 @@ def test_unknown_names_and_missing_data_are_one_line_errors(tmp_path: Path, caps
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: setting location_mlp:") and "\n" not in err and "shared/datasets/location" in err
     assert not (tmp_path / "o" / "leaderboard.json").exists()  # nothing trained, nothing written
+
+
+@contextmanager
+def unlearn_calls() -> Iterator[list[str]]:
+    """The methods the leaderboard asks :func:`miunlearn.unlearn` for while inside, in order."""
+    calls: list[str] = []
+    real_unlearn = leaderboard.unlearn
+
+    def counting_unlearn(model, forget, retain, method, *args, **kwargs):
+        calls.append(method)
+        return real_unlearn(model, forget, retain, method, *args, **kwargs)
+
+    leaderboard.unlearn = counting_unlearn
+    try:
+        yield calls
+    finally:
+        leaderboard.unlearn = real_unlearn
 
 
 @pytest.fixture(scope="module")
@@ -202,18 +221,8 @@ def test_a_killed_run_resumes_with_only_the_missing_and_changed_rows(quick_run: 
         if (row["scenario"], row["seed"], row["method"]) == ("random10", 0, "remi"):
             row["params"] = row["params"] | {"lr": 1.0}
     (out / "leaderboard.json").write_text(json.dumps(kept))
-    calls: list[str] = []
-    real_unlearn = leaderboard.unlearn
-
-    def counting_unlearn(model, forget, retain, method, *args, **kwargs):
-        calls.append(method)
-        return real_unlearn(model, forget, retain, method, *args, **kwargs)
-
-    leaderboard.unlearn = counting_unlearn
-    try:
+    with unlearn_calls() as calls:
         assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(quick_run["cache"])]) == 0
-    finally:
-        leaderboard.unlearn = real_unlearn
     # Cached targets, retrains and tuning trials; finished rows kept; a method whose code or tuned settings
     # changed is rerun, and a rerun seed-0 row gets its U-LiRA again (one unlearning per reference model, 4 here).
     assert calls.count("finetune") == 1 and calls.count("ssd") == 1 and 2 < calls.count("remi") <= 2 + 4
@@ -240,20 +249,10 @@ def test_speedups_divide_a_retrain_timed_in_the_same_run(quick_run: dict, tmp_pa
     cells["digits_mlp/random10/0"]["retrain_seconds"] = 99.0  # what such cells kept: a cached retrain's seconds
     (out / "leaderboard_cells.json").write_text(json.dumps(cells))
     before = json.loads((out / "leaderboard.json").read_text())
-    calls: list[str] = []
-    real_unlearn = leaderboard.unlearn
-
-    def counting_unlearn(model, forget, retain, method, *args, **kwargs):
-        calls.append(method)
-        return real_unlearn(model, forget, retain, method, *args, **kwargs)
-
-    leaderboard.unlearn = counting_unlearn
-    try:
+    with unlearn_calls() as calls:
         assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(quick_run["cache"])]) == 0
         assert calls == []  # without --retime, nothing to do
         assert leaderboard.main([*QUICK, "--retime", "--out", str(out), "--cache", str(quick_run["cache"])]) == 0
-    finally:
-        leaderboard.unlearn = real_unlearn
     # Each untimed row is rerun once beside one retrain of its cell, and nothing else (U-LiRA is kept: same model).
     assert sorted(calls) == ["remi", "retrain", "retrain", "ssd"]
     after = {(r["scenario"], r["method"], r["seed"]): r for r in json.loads((out / "leaderboard.json").read_text())}
