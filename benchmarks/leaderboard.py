@@ -447,6 +447,11 @@ def make_request(ctx: SettingContext, scenario: str, seed: int | None) -> Reques
     return Request(positions, pool.subset(forget_idx), pool.subset(retain_idx), forget_idx)
 
 
+def retrain_seed(seed: int, r: int, retrains: int) -> int:
+    """The seed of a cell's ``r``-th retrain (distinct over cells and retrains)."""
+    return retrains * seed + r
+
+
 def retrained(ctx: SettingContext, model: nn.Module, request: Request, path: Path, seed: int) -> tuple[nn.Module, dict]:
     """An independent retrain (``independent_seed(seed)`` initialisation and batch order), cached."""
     def make() -> tuple[nn.Module, dict]:
@@ -569,6 +574,20 @@ def audit_model(ctx: SettingContext, model: nn.Module, sets: EvaluationSets, sco
     return Audited(metrics, strong, scores, s[:n_f], s[n_f:])
 
 
+METRIC_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
+"""The metrics the average gap compares."""
+
+
+def mean_metrics(audits: list[Audited]) -> dict[str, float]:
+    """The mean of each of :data:`METRIC_KEYS` over ``audits`` (the retrains a method's average gap is taken to)."""
+    return {k: float(np.mean([a.metrics[k] for a in audits])) for k in METRIC_KEYS}
+
+
+def row_metrics(a: Audited) -> dict[str, float]:
+    """:data:`METRIC_KEYS` as the rows hold them: fractions (the audit gives MIA-efficacy in percent)."""
+    return {k: a.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in METRIC_KEYS}
+
+
 def strongest(a: Audited) -> tuple[float, float]:
     """The highest AUC and the highest TPR at 1% FPR over the reference attacks (each maximised separately)."""
     return max(v["auc"] for v in a.strong.values()), max(v["tpr_1pct"] for v in a.strong.values())
@@ -577,13 +596,11 @@ def strongest(a: Audited) -> tuple[float, float]:
 def floor_of(retrains: list[Audited]) -> dict:
     """The noise floor: how far independent retrains are from each other (each against the mean of the others
     for the gap; every pair for the |Δ|-metrics, the audit AUC and the per-example |Δs|)."""
-    keys = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
-    gaps = [average_gap(r.metrics, {k: np.mean([o.metrics[k] for o in retrains if o is not r]) for k in keys})
-            for r in retrains]
+    gaps = [average_gap(r.metrics, mean_metrics([o for o in retrains if o is not r])) for r in retrains]
     pairs = list(itertools.combinations(retrains, 2))
     return {
         "avg_gap": float(np.mean(gaps)),
-        "abs_delta": {k: float(np.mean([abs(a.metrics[k] - b.metrics[k]) for a, b in pairs])) for k in keys},
+        "abs_delta": {k: float(np.mean([abs(a.metrics[k] - b.metrics[k]) for a, b in pairs])) for k in METRIC_KEYS},
         "strong_auc": float(np.mean([abs(strongest(a)[0] - strongest(b)[0]) for a, b in pairs])),
         "strong_auc_per_attack": {at: float(np.mean([abs(a.strong[at]["auc"] - b.strong[at]["auc"]) for a, b in pairs]))
                                   for at in STRONG_ATTACKS},
@@ -639,7 +656,7 @@ def prepare_cell(ctx: SettingContext, scenario: str, seed: int, retrains: int) -
     request = make_request(ctx, scenario, seed)
     target = target_model(ctx, seed)
     folder = ctx.folder / scenario / f"seed-{seed}"
-    models = [retrained(ctx, target, request, folder / f"retrain-{r}.safetensors", seed=retrains * seed + r)
+    models = [retrained(ctx, target, request, folder / f"retrain-{r}.safetensors", seed=retrain_seed(seed, r, retrains))
               for r in range(retrains)]
     pool = ctx.dataset.pool
     sets = EvaluationSets(request.retain, request.forget, ctx.dataset.test, pool.subset(ctx.audit))
@@ -680,9 +697,9 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
     n_f = len(request.forget_idx)
     retrain_audits = [audit(m) for m, _ in retrains]
     floor = floor_of(retrain_audits)
-    keys = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
-    mean_retrain = {k: float(np.mean([a.metrics[k] for a in retrain_audits])) for k in keys}
-    timing = (timed_retrain(ctx, target, request, opts.retrains * seed, retrains[0][0]) | {"run": opts.run_id}
+    mean_retrain = mean_metrics(retrain_audits)
+    timing = (timed_retrain(ctx, target, request, retrain_seed(seed, 0, opts.retrains), retrains[0][0])
+              | {"run": opts.run_id}
               if set(pending) - {"original"} else None)
     if timing is not None and not timing["reproduces"]:
         console.log(f"[yellow]{key}: the retrain timed now differs from the cached one of the same seed: rows "
@@ -705,7 +722,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
         auc, tpr = strongest(a)
         results.put({
             "setting": ctx.name, "scenario": scenario, "method": method, "seed": seed,
-            **{k: a.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in keys},
+            **row_metrics(a),
             "avg_gap": average_gap(a.metrics, mean_retrain), "floor_avg_gap": floor["avg_gap"],
             "strong_auc": auc, "strong_tpr_1pct": tpr, "floor_strong_auc": floor["strong_auc"], "ulira_auc": ulira,
             "seconds": seconds, "retrain_seconds": retrain_seconds,
@@ -755,7 +772,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
         ulira = None
         if method in untimed:  # rerun for its timing only: the model must be the one its row describes
             old = results.row(ctx.name, scenario, method, seed)
-            if (all(old[k] == audited.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in keys)
+            if (all(old[k] == v for k, v in row_metrics(audited).items())
                     and (old["strong_auc"], old["strong_tpr_1pct"]) == strongest(audited)):
                 ulira = old["ulira_auc"]
             else:

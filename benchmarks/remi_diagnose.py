@@ -48,8 +48,6 @@ from miunlearn.training import predict_logits  # noqa: E402
 from miunlearn.tuning import method_fingerprint  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
 
-KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
-
 
 def preset_params(presets: Path, setting: str, scenario: str) -> dict:
     path = presets / f"{setting}-{scenario}.yaml"
@@ -63,7 +61,7 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
                   own: bool) -> dict:
     request, target, models, audit = lb.prepare_cell(ctx, scenario, seed, retrains)
     retrain_audits = [audit(m) for m, _ in models]
-    mean_retrain = {k: float(np.mean([a.metrics[k] for a in retrain_audits])) for k in KEYS}
+    mean_retrain = lb.mean_metrics(retrain_audits)
     out_models = list(getattr(ctx.approximator, "out_models", []))
     out_probs = [torch.softmax(predict_logits(m, request.forget), 1) for m in out_models]
     # ``folds``: model k never saw only the samples of fold k; elsewhere every OUT model never saw any of D_f
@@ -75,7 +73,7 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
     result = unlearn(target, request.forget, request.retain, "remi", params or None, reference=ctx.reference,
                      approximator=ctx.approximator, recipe=ctx.config.train, seed=seed)
     seconds = time.perf_counter() - start
-    retrain_seconds = lb.timed_retrain(ctx, target, request, retrains * seed, models[0][0])["seconds"]
+    retrain = lb.timed_retrain(ctx, target, request, lb.retrain_seed(seed, 0, retrains), models[0][0])
     remi = audit(result.model)
     return {
         "seed": seed,
@@ -90,7 +88,7 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
         "out_error": float(np.mean([(ctx.approximator.predict_out(request.forget).mu.cpu() - s).abs().mean()
                                     for s in retrain_s])),
         "retrain_error": float(np.mean([(a - b).abs().mean() for a, b in itertools.combinations(retrain_s, 2)])),
-        "remi": {k: remi.metrics[k] / (100 if k == "mia_efficacy" else 1) for k in KEYS},  # as leaderboard rows
+        "remi": lb.row_metrics(remi),
         "remi_avg_gap": average_gap(remi.metrics, mean_retrain),
         # how the model scores samples nobody trained on: mean and spread of s on D_test (a retrain keeps the
         # original's; a model that lowers its confidence everywhere narrows it)
@@ -104,7 +102,7 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
         # the stopping rule's inputs at the last check (why it did or did not stop)
         "remi_last_check": {k: v for k, v in (result.record.history[-1] if result.record.history else {}).items()
                             if k in ("fit", "shift_p", "ad_p", "tail_p", "acc_p", "forget_acc", "expected_acc")},
-        "speedup": retrain_seconds / seconds,  # both timed in this process
+        "speedup": retrain["seconds"] / seconds,  # both timed in this process
         "ulira_auc": (lb.ulira_auc(ctx, "remi", params or None, result.model, models[0][0], request, seed,
                                    [ctx.approximator] * len(ctx.refs.models)) if ulira else None),
         "ulira_own_auc": (lb.ulira_auc(ctx, "remi", params or None, result.model, models[0][0], request, seed)

@@ -33,8 +33,6 @@ from miunlearn.errors import MiunlearnError  # noqa: E402
 from miunlearn.tuning import completed_trials, tune  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
 
-KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
-
 
 def summary(rows: list[dict], variants: list[str]) -> str:
     trials = sorted({r["trial"] for r in rows})
@@ -99,8 +97,7 @@ def main(argv: list[str]) -> int:
                 if seed not in cells:
                     request, target, models, audit = lb.prepare_cell(ctx, args.scenario, seed, opts.retrains)
                     audits = [audit(m) for m, _ in models]
-                    cells[seed] = (request, target, audit,
-                                   {k: float(np.mean([a.metrics[k] for a in audits])) for k in KEYS})
+                    cells[seed] = (request, target, audit, lb.mean_metrics(audits))
                 request, target, audit, mean_retrain = cells[seed]
                 params = trial.params | overrides[variant]
                 model = unlearn(target, request.forget, request.retain, args.method, params,

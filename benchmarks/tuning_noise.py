@@ -30,8 +30,6 @@ from miunlearn.errors import MiunlearnError  # noqa: E402
 from miunlearn.tuning import tune  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
 
-KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
-
 
 def evaluate(ctx: lb.SettingContext, scenario: str, cells: dict, method: str, params: dict, seeds: int,
              retrains: int) -> list[float]:
@@ -42,7 +40,7 @@ def evaluate(ctx: lb.SettingContext, scenario: str, cells: dict, method: str, pa
         if seed not in cells:
             request, target, models, audit = lb.prepare_cell(ctx, scenario, seed, retrains)
             audits = [audit(m) for m, _ in models]
-            cells[seed] = (request, target, audit, {k: float(np.mean([a.metrics[k] for a in audits])) for k in KEYS})
+            cells[seed] = (request, target, audit, lb.mean_metrics(audits))
         request, target, audit, mean_retrain = cells[seed]
         model = unlearn(target, request.forget, request.retain, method, params or None, reference=ctx.reference,
                         approximator=ctx.approximator, recipe=ctx.config.train, seed=seed).model
