@@ -80,6 +80,33 @@ def test_tuning_caches_trials_and_recomputes_only_a_changed_study(tmp_path: Path
     assert other.trials_run_now == 2  # another request is another study
 
 
+def test_a_budget_picks_the_best_of_its_own_trials_even_from_a_journal_a_larger_budget_extended(
+        tmp_path: Path) -> None:
+    task, _ = _task()
+    storage = tmp_path / "finetune.journal"
+    tune("finetune", task, 6, storage, {"request": [1]})
+    values = [t.value for t in optuna.load_study(study_name=None, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(storage)))).trials]
+    for budget in (1, 3, 6):
+        result = tune("finetune", task, budget, storage, {"request": [1]})
+        assert result.trials_run_now == 0 and result.value == min(values[:budget])
+
+
+def test_budgets_up_to_the_startup_trials_are_the_same_random_candidates_for_every_request(tmp_path: Path) -> None:
+    """What the leaderboard's presets rest on (its docs say so): below TPE's start-up count, the seeded sampler
+    proposes the same settings whatever the trials scored."""
+    from miunlearn.tuning import STARTUP_TRIALS, completed_trials
+
+    task, _ = _task()
+    tune("finetune", task, 3, tmp_path / "a.journal", {"request": [1]})
+    tune("gradient-ascent", task, 1, tmp_path / "b.journal", {"request": [1]})  # another study, another order
+    tune("finetune", task, 3, tmp_path / "c.journal", {"request": [2]})
+    assert STARTUP_TRIALS >= 3
+    proposed = [[t.params for t in completed_trials("finetune", tmp_path / f"{name}.journal", {"request": [r]})]
+                for name, r in (("a", 1), ("c", 2))]
+    assert proposed[0] == proposed[1]
+
+
 def test_tuning_rejects_retrain_and_unknown_executors(tmp_path: Path) -> None:
     task, _ = _task()
     with pytest.raises(MiunlearnError, match="unknown search space 'retrain'"):

@@ -46,6 +46,10 @@ OBJECTIVE_ATTACKS = ["loss", "mia-efficacy"]
 #: Bumped when the objective's definition changes, so cached trials of the old one are not reused.
 OBJECTIVE_VERSION = 1
 EXECUTORS = ("local", "ray")
+STARTUP_TRIALS = 10
+"""Optuna's default: TPE models the objective only from the 11th trial on. A budget of at most this many trials is
+a seeded random search, and since the seed is fixed, the same candidates for every request a search space is tuned
+on (the leaderboard's 8 trials: every setting and scenario tries the same 8 settings of a method)."""
 
 
 @dataclass
@@ -102,7 +106,8 @@ def evaluate_params(method: str, params: dict[str, Any], task: CalibrationTask) 
 
 def method_fingerprint(method: str) -> str:
     """A hash of the method's own source: the modules of its class and of the classes it extends (e.g. l1-sparse
-    and fine-tuning), and its search space. Changes to shared code (base.py, common.py) are not in it."""
+    and fine-tuning, and base.py's :class:`UnlearningMethod` for every method, so a change there re-keys them all),
+    and its search space. Helpers a method imports (common.py, training) are not in it."""
     sources = class_sources(METHODS.get(method))
     return hashlib.sha256(json.dumps([sources, inspect.getsource(SEARCH_SPACES.get(method))]).encode()).hexdigest()[:16]
 
@@ -138,7 +143,9 @@ def tune(method: str, task: CalibrationTask, trials: int, storage: str | Path, k
         else:
             space = SEARCH_SPACES.get(method)
             study.optimize(lambda trial: evaluate_params(method, space(trial), task), n_trials=missing)
-    best = study.best_trial
+    # The best of the first ``trials`` only: a journal a larger budget extended must not change a smaller one's pick.
+    finished = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.number)
+    best = min(finished[:trials], key=lambda t: t.value)
     return TuningResult(method, dict(best.params), float(best.value), trials, max(missing, 0))
 
 
@@ -149,12 +156,17 @@ def completed_trials(method: str, storage: str | Path, key: dict[str, Any]) -> l
     return [t for t in _open_study(method, storage, key, 0).trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
+def sampler(seed: int) -> optuna.samplers.TPESampler:
+    """TPE that draws its first :data:`STARTUP_TRIALS` trials at random."""
+    return optuna.samplers.TPESampler(n_startup_trials=STARTUP_TRIALS, seed=seed)
+
+
 def _open_study(method: str, storage: str | Path, key: dict[str, Any], seed: int) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     Path(storage).parent.mkdir(parents=True, exist_ok=True)
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
     return optuna.create_study(study_name=study_name(method, key), storage=journal, direction="minimize",
-                               sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True)
+                               sampler=sampler(seed), load_if_exists=True)
 
 
 def _tune_with_ray(method: str, task: CalibrationTask, count: int, study: optuna.Study, seed: int) -> None:
@@ -168,7 +180,7 @@ def _tune_with_ray(method: str, task: CalibrationTask, count: int, study: optuna
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     space = SEARCH_SPACES.get(method)
     search = OptunaSearch(space=space, metric="objective", mode="min",
-                          sampler=optuna.samplers.TPESampler(seed=seed),
+                          sampler=sampler(seed),
                           points_to_evaluate=[t.params for t in done] or None,
                           evaluated_rewards=[t.value for t in done] or None)
 
