@@ -102,6 +102,9 @@ def test_budgets_up_to_the_startup_trials_are_the_same_random_candidates_for_eve
     tune("gradient-ascent", task, 1, tmp_path / "b.journal", {"request": [1]})  # another study, another order
     tune("finetune", task, 3, tmp_path / "c.journal", {"request": [2]})
     assert STARTUP_TRIALS >= 3
+    before = (tmp_path / "b.journal").read_bytes()
+    assert completed_trials("finetune", tmp_path / "b.journal", {"request": [1]}) == []  # not that journal's study
+    assert (tmp_path / "b.journal").read_bytes() == before
     proposed = [[t.params for t in completed_trials("finetune", tmp_path / f"{name}.journal", {"request": [r]})]
                 for name, r in (("a", 1), ("c", 2))]
     assert proposed[0] == proposed[1]

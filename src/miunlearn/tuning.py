@@ -153,7 +153,13 @@ def completed_trials(method: str, storage: str | Path, key: dict[str, Any]) -> l
     """The finished trials of the study :func:`tune` keeps in ``storage`` under ``key`` (none if it never ran)."""
     if not Path(storage).is_file():
         return []
-    return [t for t in _open_study(method, storage, key, 0).trials if t.state == optuna.trial.TrialState.COMPLETE]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
+    try:  # read only: a journal without this study is left as it is
+        study = optuna.load_study(study_name=study_name(method, key), storage=journal)
+    except KeyError:
+        return []
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
 def sampler(seed: int) -> optuna.samplers.TPESampler:
