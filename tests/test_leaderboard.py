@@ -336,6 +336,48 @@ def test_remi_diagnosis_sets_out_models_and_remi_beside_the_retrains(quick_run: 
     assert "unknown leaderboard scenario 'nosuch'" in capsys.readouterr().err
 
 
+def test_remi_trajectory_audits_the_model_at_every_check_and_ends_on_the_leaderboards_row(
+        quick_run: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import remi_trajectory
+
+    args = ["digits_mlp", "random10", "--quick", "--seeds", "1", "--cache", str(quick_run["cache"]),
+            "--presets", str(quick_run["out"] / "presets"), "--out", str(tmp_path)]
+    assert remi_trajectory.main(args) == 0
+    stored = json.loads((tmp_path / "remi_trajectory-digits_mlp-random10.json").read_text())
+    (row,) = stored["rows"]
+    checks = row["checks"]
+    epochs = [c["epoch"] for c in checks]
+    assert epochs[0] == 0 and epochs == sorted(epochs) and len(epochs) >= 2
+    rows = json.loads((quick_run["out"] / "leaderboard.json").read_text())
+    board = {r["method"]: r for r in rows if r["scenario"] == "random10" and r["seed"] == 0}
+    # the first check is the untouched target, the last the model ReMI returned (what the leaderboard audits)
+    for check, method in ((checks[0], "original"), (checks[-1], "remi")):
+        for key in ("forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg_gap"):
+            assert check[key] == pytest.approx(board[method][key], abs=1e-9), (method, key)
+        assert check["strong"][0] == pytest.approx(board[method]["strong_auc"], abs=1e-9)
+    assert "| passes | avg gap" in capsys.readouterr().out
+    assert remi_trajectory.main(args) == 0  # resumes: nothing recomputed
+    assert json.loads((tmp_path / "remi_trajectory-digits_mlp-random10.json").read_text()) == stored
+    assert remi_trajectory.main([*args, "--set", "optimizer=sgd"]) == 2
+
+
+def test_the_trajectory_studys_schedule_warms_up_then_decays_to_zero() -> None:
+    import remi_trajectory
+
+    from miunlearn.unlearning.remi import RemiConfig
+
+    remi_trajectory.SCHEDULE.update(warmup=4, total=10)
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = remi_trajectory.OPTIMIZERS.get("adam-scheduled")([weight], RemiConfig(lr=1.0))
+    rates = []
+    for _ in range(11):
+        rates.append(optimizer.param_groups[0]["lr"])
+        weight.grad = torch.ones(1)
+        optimizer.step()
+    expected = [min(1, (k + 1) / 4) * 0.5 * (1 + np.cos(np.pi * k / 10)) for k in range(11)]
+    assert rates == pytest.approx(expected) and rates[0] == pytest.approx(0.25) and rates[-1] == pytest.approx(0)
+
+
 def test_u_lira_reference_models_unlearn_with_the_approximator_their_owner_would_fit(quick_run: dict) -> None:
     """Hayes et al. run the whole algorithm on each reference model: a ``folds`` approximator trained on that
     model's own training set, calibrated on samples no reference model saw; never the target's."""
