@@ -5,19 +5,19 @@
     OMP_NUM_THREADS=1 python benchmarks/remi_trajectory.py cifar10_cnn random10 --seeds 3 --cosine
     OMP_NUM_THREADS=1 python benchmarks/remi_trajectory.py cifar10_cnn random10 --seeds 3 --set targets=random
 
-For each seed (the leaderboard's target, request and two independent retrains, from its cache) ReMI runs once at
-the setting's tuned preset; a copy of the model is kept at every check of its stopping rule and each copy gets the
-leaderboard's audit: the four metrics, the average gap to the retrains' mean, the strongest reference attack's AUC
-and TPR at 1% FPR, and ``fit`` (the likelihood term on all of D_f the stopping rule reads). So one run shows how
-close ReMI is after any number of passes, which a budget-limited run cannot show, and whether the tuned budget stops
-at a good point or at a random one.
+For each seed (the leaderboard's target, request and two independent retrains, from its cache) ReMI runs once at the
+setting's tuned preset; a copy of the model is kept at every check of its stopping rule and each copy gets the
+leaderboard's audit (``--every``: only some of them): the four metrics, the average gap to the retrains' mean, the
+strongest reference attack's AUC and TPR at 1% FPR, and ``fit`` (the likelihood term on all of D_f the stopping rule
+reads). So one run shows how close ReMI is after any number of passes, which a budget-limited run cannot show, and
+whether the tuned budget stops at a good point or at a random one.
 
 ReMI itself has a constant step size. ``--warmup N`` (a linear warm-up over the first N steps) and ``--cosine`` (a
 cosine decay to zero over the budget) change that for this study only: they register an optimizer,
 ``adam-scheduled``, that ReMI then uses (AdamW, as ReMI's default). ``--set key=value`` changes ReMI settings on top
 of the preset. Rows go to ``benchmarks/results/remi_trajectory-<setting>-<scenario>[-options].json`` (rewritten
-atomically after each seed; a rerun skips the seeds it holds unless ReMI's code, the preset or the options changed)
-and a markdown table (means over the seeds, per check) to stdout.
+atomically after each seed; a rerun skips the seeds it holds unless ReMI's code, this script, the preset or the
+options changed) and a markdown table (means over the seeds, per check) to stdout.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def snapshots(store: list[dict]) -> Iterator[None]:
 
 
 def trajectory_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: int, params: dict,
-                    warmup: int, cosine: bool) -> dict:
+                    warmup: int, cosine: bool, every: float) -> dict:
     request, target, models, audit = lb.prepare_cell(ctx, scenario, seed, retrains)
     retrain_audits = [audit(m) for m, _ in models]
     mean_retrain = lb.mean_metrics(retrain_audits)
@@ -118,7 +118,10 @@ def trajectory_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: 
     weights = weights[len(weights) - len(history):]
     model = copy.deepcopy(target)
     checks = []
-    for entry, state in zip(history, weights):
+    for i, (entry, state) in enumerate(zip(history, weights)):
+        if every and i not in (0, len(history) - 1) and not math.isclose(entry["epoch"] / every,
+                                                                         round(entry["epoch"] / every)):
+            continue
         model.load_state_dict(state)
         audited = audit(model)
         checks.append({"epoch": entry["epoch"], "fit": entry.get("fit"),
@@ -162,10 +165,13 @@ def main(argv: list[str]) -> int:
                         help="a ReMI setting on top of the preset (repeatable)")
     parser.add_argument("--warmup", type=int, default=0, help="linear warm-up over this many steps")
     parser.add_argument("--cosine", action="store_true", help="cosine decay of the step size over the budget")
+    parser.add_argument("--every", type=float, default=0,
+                        help="audit only the checks at multiples of this many passes (and the first and last); "
+                             "default: every check")
     parser.add_argument("--presets", type=Path, help="the leaderboard's --presets (default: its own)")
     args = parser.parse_args(argv)
-    if args.seeds < 1 or args.warmup < 0:
-        raise MiunlearnError("--seeds must be at least 1 and --warmup not negative")
+    if args.seeds < 1 or args.warmup < 0 or args.every < 0:
+        raise MiunlearnError("--seeds must be at least 1, --warmup and --every not negative")
     console = Console(stderr=True)
     opts = lb.study_options(args)
     changes = parse_overrides(args.set)
@@ -177,11 +183,14 @@ def main(argv: list[str]) -> int:
         params["optimizer"] = "adam-scheduled"
     suffix = "".join(f"-{k}={v}" for k, v in changes.items())
     suffix += (f"-warmup={args.warmup}" if args.warmup else "") + ("-cosine" if args.cosine else "")
+    suffix += f"-every={args.every:g}" if args.every else ""
     path = args.out / f"remi_trajectory-{args.setting}-{args.scenario}{suffix}.json"
+    version_every = {"every": args.every} if args.every else {}
     # the study's own code (its schedule, where it snapshots) is part of what its rows depend on
     script = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
     version = {"remi": method_fingerprint("remi"), "script": script,
-               "approximator": lb.approximator_version(lb.setting_config(args.setting, opts)), "params": params}
+               "approximator": lb.approximator_version(lb.setting_config(args.setting, opts)), "params": params,
+               **version_every}
     stored = lb.Results._read(path, {})
     rows = stored.get("rows", []) if stored.get("version") == version else []
     args.out.mkdir(parents=True, exist_ok=True)
@@ -190,7 +199,8 @@ def main(argv: list[str]) -> int:
         if any(r["seed"] == seed for r in rows):
             continue
         console.log(f"{args.setting}/{args.scenario}: seed {seed}")
-        rows.append(trajectory_seed(ctx, args.scenario, seed, opts.retrains, params, args.warmup, args.cosine))
+        rows.append(trajectory_seed(ctx, args.scenario, seed, opts.retrains, params, args.warmup, args.cosine,
+                                    args.every))
         lb.save_study(path, "remi_trajectory.py", argv, version=version, rows=rows)
     print(summary(sorted(rows, key=lambda r: r["seed"])[: args.seeds]))
     return 0
