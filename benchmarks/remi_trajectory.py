@@ -175,11 +175,10 @@ def main(argv: list[str]) -> int:
     console = Console(stderr=True)
     opts = lb.study_options(args)
     changes = parse_overrides(args.set)
-    if "optimizer" in changes:
-        raise MiunlearnError("--set optimizer=... is not studied here; use --warmup/--cosine")
     params = preset_params(opts.presets, args.setting, args.scenario) | changes
-    scheduled = args.warmup > 0 or args.cosine
-    if scheduled:
+    if args.warmup > 0 or args.cosine:
+        if "optimizer" in changes:
+            raise MiunlearnError("--warmup and --cosine schedule AdamW; they cannot be combined with --set optimizer")
         params["optimizer"] = "adam-scheduled"
     suffix = "".join(f"-{k}={v}" for k, v in changes.items())
     suffix += (f"-warmup={args.warmup}" if args.warmup else "") + ("-cosine" if args.cosine else "")

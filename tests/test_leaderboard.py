@@ -358,7 +358,7 @@ def test_remi_trajectory_audits_the_model_at_every_check_and_ends_on_the_leaderb
     assert "| passes | avg gap" in capsys.readouterr().out
     assert remi_trajectory.main(args) == 0  # resumes: nothing recomputed
     assert json.loads((tmp_path / "remi_trajectory-digits_mlp-random10.json").read_text()) == stored
-    assert remi_trajectory.main([*args, "--set", "optimizer=sgd"]) == 2
+    assert remi_trajectory.main([*args, "--cosine", "--set", "optimizer=sgd"]) == 2
 
 
 def test_the_trajectory_studys_schedule_warms_up_then_decays_to_zero() -> None:
