@@ -57,6 +57,15 @@ def preset_params(presets: Path, setting: str, scenario: str) -> dict:
     return yaml.safe_load(path.read_text())["unlearn"]["params"].get("remi", {})
 
 
+def add_remi_study_arguments(parser: argparse.ArgumentParser, seeds: int) -> None:
+    """A ReMI study's arguments: the leaderboard cell's, how many seeds, and ReMI settings on top of the preset."""
+    lb.add_study_arguments(parser)
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a ReMI setting on top of the preset (repeatable)")
+    parser.add_argument("--presets", type=Path, help="the leaderboard's --presets (default: its own)")
+
+
 def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: int, params: dict, ulira: bool,
                   own: bool) -> dict:
     request, target, models, audit = lb.prepare_cell(ctx, scenario, seed, retrains)
@@ -170,10 +179,7 @@ def summary(rows: list[dict]) -> str:
 @lb.one_line_errors
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    lb.add_study_arguments(parser)
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a ReMI setting on top of the preset (repeatable)")
+    add_remi_study_arguments(parser, seeds=8)
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="a run-config override of the setting (repeatable), e.g. approximator.name=per-example")
     parser.add_argument("--ulira", action="store_true",
@@ -182,7 +188,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ulira-own", action="store_true",
                         help="also the leaderboard's U-LiRA: each reference model unlearns with the approximator its "
                              "owner would fit (num_shadows fold models per reference model, cached)")
-    parser.add_argument("--presets", type=Path, help="the leaderboard's --presets (default: its own)")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     opts = lb.study_options(args, args.config)

@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import leaderboard as lb  # noqa: E402
-from remi_diagnose import preset_params  # noqa: E402
+from remi_diagnose import add_remi_study_arguments, preset_params  # noqa: E402
 
 from miunlearn.audit.metrics import average_gap  # noqa: E402
 from miunlearn.config import parse_overrides  # noqa: E402
@@ -159,16 +159,12 @@ def summary(rows: list[dict]) -> str:
 @lb.one_line_errors
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    lb.add_study_arguments(parser)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a ReMI setting on top of the preset (repeatable)")
+    add_remi_study_arguments(parser, seeds=3)
     parser.add_argument("--warmup", type=int, default=0, help="linear warm-up over this many steps")
     parser.add_argument("--cosine", action="store_true", help="cosine decay of the step size over the budget")
     parser.add_argument("--every", type=float, default=0,
                         help="audit only the checks at multiples of this many passes (and the first and last); "
                              "default: every check")
-    parser.add_argument("--presets", type=Path, help="the leaderboard's --presets (default: its own)")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.warmup < 0 or args.every < 0:
         raise MiunlearnError("--seeds must be at least 1, --warmup and --every not negative")
