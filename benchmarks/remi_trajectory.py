@@ -150,7 +150,7 @@ def summary(rows: list[dict]) -> str:
         gaps = " / ".join(f"{c['avg_gap']:.2f}" for c in at)
         lines.append(f"| {epoch:g} | {np.mean([c['avg_gap'] for c in at]):.2f} ({gaps}) | "
                      + " | ".join(f"{100 * np.mean([c[k] for c in at]):.1f}"
-                                  for k in ("forget_acc", "retain_acc", "test_acc", "mia_efficacy"))
+                                  for k in lb.METRIC_KEYS)
                      + f" | {np.mean([c['strong'][0] for c in at]):.3f} / {np.mean([c['strong'][1] for c in at]):.3f}"
                      + f" | {np.mean([c['fit'] for c in at if c['fit'] is not None] or [np.nan]):.3f} |")
     return "\n".join(lines)

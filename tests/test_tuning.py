@@ -84,9 +84,11 @@ def test_a_budget_picks_the_best_of_its_own_trials_even_from_a_journal_a_larger_
         tmp_path: Path) -> None:
     task, _ = _task()
     storage = tmp_path / "finetune.journal"
+    from miunlearn.tuning import completed_trials
+
     tune("finetune", task, 6, storage, {"request": [1]})
-    values = [t.value for t in optuna.load_study(study_name=None, storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(storage)))).trials]
+    values = [t.value for t in completed_trials("finetune", storage, {"request": [1]})]
+    assert len(values) == 6
     for budget in (1, 3, 6):
         result = tune("finetune", task, budget, storage, {"request": [1]})
         assert result.trials_run_now == 0 and result.value == min(values[:budget])

@@ -153,10 +153,8 @@ def completed_trials(method: str, storage: str | Path, key: dict[str, Any]) -> l
     """The finished trials of the study :func:`tune` keeps in ``storage`` under ``key`` (none if it never ran)."""
     if not Path(storage).is_file():
         return []
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
     try:  # read only: a journal without this study is left as it is
-        study = optuna.load_study(study_name=study_name(method, key), storage=journal)
+        study = optuna.load_study(study_name=study_name(method, key), storage=_journal(storage))
     except KeyError:
         return []
     return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -167,11 +165,14 @@ def sampler(seed: int) -> optuna.samplers.TPESampler:
     return optuna.samplers.TPESampler(n_startup_trials=STARTUP_TRIALS, seed=seed)
 
 
-def _open_study(method: str, storage: str | Path, key: dict[str, Any], seed: int) -> optuna.Study:
+def _journal(storage: str | Path) -> optuna.storages.JournalStorage:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
+
+
+def _open_study(method: str, storage: str | Path, key: dict[str, Any], seed: int) -> optuna.Study:
     Path(storage).parent.mkdir(parents=True, exist_ok=True)
-    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
-    return optuna.create_study(study_name=study_name(method, key), storage=journal, direction="minimize",
+    return optuna.create_study(study_name=study_name(method, key), storage=_journal(storage), direction="minimize",
                                sampler=sampler(seed), load_if_exists=True)
 
 
