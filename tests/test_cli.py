@@ -30,6 +30,17 @@ def test_demo_prints_the_comparison_table_within_the_terminal_width(demo_dir):
     assert max(len(line) for line in output.splitlines()) <= 80  # the runner's terminal is 80 columns wide
 
 
+def test_demo_does_not_call_retraining_over_forgetting(demo_dir):
+    """The demo's training labels are 30% wrong and a retrained model gets most wrong ones wrong; judged against
+    clean-labelled test rows it was flagged as over-forgetting. Its yardstick is the audit rows, labelled alike."""
+    out, output = demo_dir
+    findings = json.loads((out / "metrics.json").read_text())["usefulness"]["methods"]
+    retrain = next(f for f in findings["retrain"] if f["check"] == "over-forgetting")
+    assert not retrain["flagged"], retrain["message"]
+    assert retrain["numbers"]["heldout_acc_same_classes"] < 0.75  # noisy labels: well below the clean test accuracy
+    assert "retrain: over-forgetting" not in output
+
+
 def test_wide_table_has_every_column():
     from rich.console import Console
 

@@ -292,9 +292,8 @@ def run_requests(experiment: Experiment, target: Target, guidance: Guidance, con
         # After each request the audit covers everything forgotten so far.
         sets = EvaluationSets(retain, experiment.part(forgotten), experiment.dataset.test, audit)
         metrics, curves = audit_models(models, sets, config, seconds)
-        judged = usefulness_json(assess(target.model, {m: models[m] for m in methods}, retain, sets.forget,
-                                        experiment.dataset.test, audit, config.train.device, config.train.precision,
-                                        seed=config.seed))
+        judged = usefulness_json(assess(target.model, {m: models[m] for m in methods}, retain, sets.forget, audit,
+                                        config.train.device, config.train.precision, seed=config.seed))
         if len(requests) > 1:
             per_request.append({"request": number, "forget_size": len(request_idx), "forgotten_total": len(forgotten),
                                 "retain_size": len(retain), "metrics": metrics,

@@ -3,7 +3,8 @@
 - **did nothing**: the model's outputs on D_f are those of the original (every predicted probability
   within ``tolerance``). Any speed-up of such a "method" is meaningless.
 - **over-forgetting**: forget accuracy clearly below the accuracy the same model has on held-out samples
-  of the same classes. A retrained model forgets down to held-out accuracy, not below; lower is itself a
+  of the same classes (the audit's non-members, drawn and labelled as D_f was). A retrained model forgets
+  down to held-out accuracy, not below; lower is itself a
   membership signal and a loss of utility. Class-matching keeps whole-class forgetting (where held-out
   accuracy on the class also drops) from being flagged.
 - **audit power**: a request can be too small for any population audit to show that it was forgotten.
@@ -143,12 +144,14 @@ def audit_power(member_logits: torch.Tensor, member_labels: torch.Tensor, nonmem
 
 
 def assess(original: nn.Module, unlearned: dict[str, nn.Module], retain: TensorData, forget: TensorData,
-           heldout: TensorData, audit: TensorData, device: str = "auto", precision: str = "fp32",
-           max_members: int = 5000, seed: int = 0) -> dict:
+           audit: TensorData, device: str = "auto", precision: str = "fp32", max_members: int = 5000,
+           seed: int = 0) -> dict:
     """All three checks for every unlearned model: ``{"power": Finding, "methods": {name: [Finding, ...]}}``.
 
-    ``heldout`` measures the accuracy D_f should keep (never trained on: D_test, or the user's held-out
-    rows); ``audit`` holds the audit's non-members. At most ``max_members`` retained rows estimate leakage.
+    ``audit`` holds the audit's non-members: rows drawn as the training rows were, labels included, so they
+    measure both the original's leakage and the accuracy D_f should keep. (A test split can differ: with
+    ``data.label_noise`` its labels are clean where D_f's are not, and a retrained model would be flagged as
+    over-forgetting.) At most ``max_members`` retained rows estimate leakage.
     """
     dev = resolve_device(device)
     if len(retain) > max_members:
@@ -165,7 +168,7 @@ def assess(original: nn.Module, unlearned: dict[str, nn.Module], retain: TensorD
     for name, model in unlearned.items():
         after = logits(model, forget)
         methods[name] = [did_nothing(before, after),
-                         over_forgetting(after, forget.y.cpu(), logits(model, heldout), heldout.y.cpu())]
+                         over_forgetting(after, forget.y.cpu(), logits(model, audit), audit.y.cpu())]
     return {"power": power, "methods": methods}
 
 

@@ -452,7 +452,7 @@ def _audit(models: dict[str, nn.Module], method: str, retain: TensorData, forget
         r["passed"] = r["auc"] <= threshold
         if "retrain" in metrics:
             r["auc_retrain"] = metrics["retrain"][Metric.of_attack(a, "auc")]
-    judged = assess(models["before"], {method: models[method]}, retain, forget, audit, audit, config.train.device,
+    judged = assess(models["before"], {method: models[method]}, retain, forget, audit, config.train.device,
                     config.train.precision)
     return {"metrics": metrics, "attacks": attacks, "power": judged["power"], "findings": judged["methods"][method],
             "n_forget": len(forget), "n_audit": len(audit), "n_retain_scored": len(retain)}
