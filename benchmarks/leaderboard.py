@@ -1217,6 +1217,23 @@ def save_study(path: Path, script: str, argv: list[str], **content: Any) -> None
                       "machine": machine()})
 
 
+def study_rows(path: Path, version: dict, script: str, argv: list[str], seeds: int, console: Console, label: str,
+               compute: Callable[[int], dict], done: Callable[[dict], bool] = lambda row: True) -> list[dict]:
+    """A study script's rows for seeds ``0..seeds-1``, sorted: those stored at ``path`` under the same ``version``
+    (and ``done``) are kept, the others computed and stored one seed at a time, so an interrupted study resumes."""
+    stored = Results._read(path, {})
+    rows = stored.get("rows", []) if stored.get("version") == version else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for seed in range(seeds):
+        if any(r["seed"] == seed and done(r) for r in rows):
+            continue
+        rows = [r for r in rows if r["seed"] != seed]
+        console.log(f"{label}: seed {seed}")
+        rows.append(compute(seed))
+        save_study(path, script, argv, version=version, rows=rows)
+    return sorted(rows, key=lambda r: r["seed"])[:seeds]
+
+
 def study_options(args: argparse.Namespace, overrides: list[str] | None = None) -> Options:
     """The leaderboard's options for such a script (its setting and scenario validated first)."""
     SETTINGS.validate(args.setting)

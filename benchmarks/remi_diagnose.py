@@ -199,19 +199,13 @@ def main(argv: list[str]) -> int:
     path = args.out / f"remi_diagnose-{args.setting}-{args.scenario}{suffix}.json"
     version = {"remi": method_fingerprint("remi"),
                "approximator": lb.approximator_version(lb.setting_config(args.setting, opts)), "params": params}
-    stored = lb.Results._read(path, {})
-    rows = stored.get("rows", []) if stored.get("version") == version else []
-    args.out.mkdir(parents=True, exist_ok=True)
     ctx = lb.prepare_setting(args.setting, opts, console)
-    for seed in range(args.seeds):
-        if any(r["seed"] == seed and (r.get("ulira_auc") is not None or not args.ulira)
-               and (r.get("ulira_own_auc") is not None or not args.ulira_own) for r in rows):
-            continue
-        rows = [r for r in rows if r["seed"] != seed]
-        console.log(f"{args.setting}/{args.scenario}: seed {seed}")
-        rows.append(diagnose_seed(ctx, args.scenario, seed, opts.retrains, params, args.ulira, args.ulira_own))
-        lb.save_study(path, "remi_diagnose.py", argv, version=version, rows=rows)
-    print(summary(sorted(rows, key=lambda r: r["seed"])[: args.seeds]))
+    rows = lb.study_rows(
+        path, version, "remi_diagnose.py", argv, args.seeds, console, f"{args.setting}/{args.scenario}",
+        lambda seed: diagnose_seed(ctx, args.scenario, seed, opts.retrains, params, args.ulira, args.ulira_own),
+        done=lambda r: ((r.get("ulira_auc") is not None or not args.ulira)
+                        and (r.get("ulira_own_auc") is not None or not args.ulira_own)))
+    print(summary(rows))
     return 0
 
 

@@ -186,18 +186,12 @@ def main(argv: list[str]) -> int:
     version = {"remi": method_fingerprint("remi"), "script": script,
                "approximator": lb.approximator_version(lb.setting_config(args.setting, opts)), "params": params,
                **version_every}
-    stored = lb.Results._read(path, {})
-    rows = stored.get("rows", []) if stored.get("version") == version else []
-    args.out.mkdir(parents=True, exist_ok=True)
     ctx = lb.prepare_setting(args.setting, opts, console)
-    for seed in range(args.seeds):
-        if any(r["seed"] == seed for r in rows):
-            continue
-        console.log(f"{args.setting}/{args.scenario}: seed {seed}")
-        rows.append(trajectory_seed(ctx, args.scenario, seed, opts.retrains, params, args.warmup, args.cosine,
-                                    args.every))
-        lb.save_study(path, "remi_trajectory.py", argv, version=version, rows=rows)
-    print(summary(sorted(rows, key=lambda r: r["seed"])[: args.seeds]))
+    rows = lb.study_rows(path, version, "remi_trajectory.py", argv, args.seeds, console,
+                         f"{args.setting}/{args.scenario}",
+                         lambda seed: trajectory_seed(ctx, args.scenario, seed, opts.retrains, params, args.warmup,
+                                                      args.cosine, args.every))
+    print(summary(rows))
     return 0
 
 

@@ -361,6 +361,29 @@ def test_remi_trajectory_audits_the_model_at_every_check_and_ends_on_the_leaderb
     assert remi_trajectory.main([*args, "--cosine", "--set", "optimizer=sgd"]) == 2
 
 
+def test_remi_yardstick_scores_every_model_of_the_cell_on_remis_own_z_scale(
+        quick_run: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import remi_yardstick
+
+    args = ["digits_mlp", "random10", "--quick", "--seeds", "1", "--cache", str(quick_run["cache"]),
+            "--presets", str(quick_run["out"] / "presets"), "--out", str(tmp_path)]
+    assert remi_yardstick.main(args) == 0
+    path = tmp_path / "remi_yardstick-digits_mlp-random10.json"
+    stored = json.loads(path.read_text())
+    (row,) = stored["rows"]
+    assert set(row["models"]) == {"original", "retrain-0", "retrain-1", "remi"}
+    # ReMI's σ is the spread of the original's calibration z-scores: the scale is the objective's own
+    assert row["models"]["original"]["calibration_sd"] == pytest.approx(1.0, abs=1e-6)
+    assert all(0 <= m["above_calibration_p"] <= 1 and 0 <= m["above_targets_p"] <= 1 for m in row["models"].values())
+    rows = json.loads((quick_run["out"] / "leaderboard.json").read_text())
+    board = {r["method"]: r for r in rows if r["scenario"] == "random10" and r["seed"] == 0}
+    for name in ("original", "remi"):  # the same models the leaderboard audited
+        assert row["models"][name]["strong"][0] == pytest.approx(board[name]["strong_auc"], abs=1e-9)
+    assert "| seed | model |" in capsys.readouterr().out
+    assert remi_yardstick.main(args) == 0  # resumes: nothing recomputed
+    assert json.loads(path.read_text()) == stored
+
+
 def test_the_trajectory_studys_schedule_warms_up_then_decays_to_zero() -> None:
     import remi_trajectory
 
