@@ -858,7 +858,7 @@ def run(opts: Options, console: Console) -> Results:
 def record_invocation(opts: Options, seconds: float, interrupted: bool) -> None:
     meta_path = opts.out / "leaderboard_meta.json"
     old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    this = {"command": " ".join(["OMP_NUM_THREADS=1 python benchmarks/leaderboard.py", *sys.argv[1:]]),
+    this = {"command": command_line("leaderboard.py", sys.argv[1:]),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
             "wall_seconds": seconds, "settings": list(opts.settings), "run": opts.run_id} | (
                 {"interrupted": True} if interrupted else {})
@@ -1213,8 +1213,14 @@ def one_line_errors(main: Callable[[list[str]], int]) -> Callable[[list[str]], i
 def save_study(path: Path, script: str, argv: list[str], **content: Any) -> None:
     """A study script's results file, rewritten atomically: ``content`` (its rows...), the command that made it and
     the machine."""
-    write_json(path, {**content, "command": f"OMP_NUM_THREADS=1 python benchmarks/{script} " + " ".join(argv),
-                      "machine": machine()})
+    write_json(path, {**content, "command": command_line(script, argv), "machine": machine()})
+
+
+def command_line(script: str, args: list[str]) -> str:
+    """How a benchmark script was run, with the ``OMP_NUM_THREADS`` it ran under: the thread count sets the order of
+    floating-point sums, so a rerun under another one takes another path (BENCHMARKS.md, "Where ReMI stops")."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return " ".join([*([f"OMP_NUM_THREADS={threads}"] if threads else []), "python", f"benchmarks/{script}", *args])
 
 
 def study_rows(path: Path, version: dict, script: str, argv: list[str], seeds: int, console: Console, label: str,
