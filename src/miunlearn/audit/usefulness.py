@@ -4,9 +4,9 @@
   within ``tolerance``). Any speed-up of such a "method" is meaningless.
 - **over-forgetting**: forget accuracy clearly below the accuracy the same model has on held-out samples
   of the same classes (the audit's non-members, drawn and labelled as D_f was). A retrained model forgets
-  down to held-out accuracy, not below; lower is itself a
-  membership signal and a loss of utility. Class-matching keeps whole-class forgetting (where held-out
-  accuracy on the class also drops) from being flagged.
+  down to held-out accuracy, not below; lower is itself a membership signal and a loss of utility.
+  Class-matching keeps whole-class forgetting (where held-out accuracy on the class also drops) from being
+  flagged.
 - **audit power**: a request can be too small for any population audit to show that it was forgotten.
   With the original model's leakage measured as the loss attack's AUC on retained members vs held-out
   non-members, a one-sided test at 5% with 80% power needs ``(1/n_f + 1/n_audit)/12 <= (δ/2.49)²``
