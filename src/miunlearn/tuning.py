@@ -135,8 +135,7 @@ def tune(method: str, task: CalibrationTask, trials: int, storage: str | Path, k
     if executor not in EXECUTORS:
         raise MiunlearnError(f"unknown tuning executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     study = _open_study(method, storage, key, seed)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    missing = trials - len(done)
+    missing = trials - len(_finished(study))
     if missing > 0:
         if executor == "ray":
             _tune_with_ray(method, task, missing, study, seed)
@@ -144,8 +143,7 @@ def tune(method: str, task: CalibrationTask, trials: int, storage: str | Path, k
             space = SEARCH_SPACES.get(method)
             study.optimize(lambda trial: evaluate_params(method, space(trial), task), n_trials=missing)
     # The best of the first ``trials`` only: a journal a larger budget extended must not change a smaller one's pick.
-    finished = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.number)
-    best = min(finished[:trials], key=lambda t: t.value)
+    best = min(_finished(study)[:trials], key=lambda t: t.value)
     return TuningResult(method, dict(best.params), float(best.value), trials, max(missing, 0))
 
 
@@ -157,7 +155,12 @@ def completed_trials(method: str, storage: str | Path, key: dict[str, Any]) -> l
         study = optuna.load_study(study_name=study_name(method, key), storage=_journal(storage))
     except KeyError:
         return []
-    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return _finished(study)
+
+
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's completed trials, in the order they were started."""
+    return sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.number)
 
 
 def sampler(seed: int) -> optuna.samplers.TPESampler:
@@ -184,7 +187,7 @@ def _tune_with_ray(method: str, task: CalibrationTask, count: int, study: optuna
         from ray.tune.search.optuna import OptunaSearch
     except ImportError:
         raise MiunlearnError("tuning with executor ray needs Ray Tune: pip install 'ray[tune]'") from None
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    done = _finished(study)
     space = SEARCH_SPACES.get(method)
     search = OptunaSearch(space=space, metric="objective", mode="min",
                           sampler=sampler(seed),
