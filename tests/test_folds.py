@@ -12,7 +12,7 @@ from miunlearn.config import ApproximatorConfig, TrainConfig
 from miunlearn.data import DatasetInfo, Splits, TensorData
 from miunlearn.guidance import approximator_problems, load_approximator
 from miunlearn.guidance.folds import FoldOut, fold_plan, sample_hashes
-from miunlearn.guidance.per_example import PerExampleOut
+from miunlearn.guidance.per_example import PerExampleOut, out_model_plan
 from miunlearn.statistics import logit_confidence
 from miunlearn.training.executors import ModelSpec
 
@@ -27,17 +27,18 @@ def parts(blobs_npz):
     info = DatasetInfo("blobs", (data.x.shape[1],), 5, is_image=False)
     spec = ModelSpec("mlp", info, 128)
     train, reference, shadow = data.subset(range(500)), data.subset(range(500, 800)), data.subset(range(800, 1600))
+    calibration = data.subset(range(1700, 2000))  # held out from everything, the anchor's reference samples too
     torch.manual_seed(0)
     target = build_model("mlp", info, 128)
     train_model(target, train, RECIPE)
     fold = np.random.default_rng(0).permutation(len(train)) % K
     folds = FoldOut.from_folds(ApproximatorConfig(num_shadows=K), spec,
                                [_trained(spec, train.subset(np.flatnonzero(fold != k)), 10 + k) for k in range(K)],
-                               train, fold, reference.subset(range(150)), info.num_classes)
+                               train, fold, calibration, info.num_classes)
     halves = [shadow.subset(range(0, 500)), shadow.subset(range(300, 800))]
     disjoint = PerExampleOut.from_models(ApproximatorConfig(name="per-example", num_shadows=2), spec,
                                          [_trained(spec, h, k) for k, h in enumerate(halves)],
-                                         reference.subset(range(150)), halves, info.num_classes)
+                                         calibration, halves, info.num_classes)
     forget, retain = train.subset(range(50)), train.subset(range(50, 500))
     retrains = [_trained(spec, retain, 50 + r) for r in range(3)]
     return {"train": train, "fold": fold, "folds": folds, "disjoint": disjoint, "target": target, "forget": forget,
@@ -117,13 +118,40 @@ def test_folds_round_trip_through_their_file(parts, tmp_path):
 def test_fold_plan_leaves_each_fold_out_of_exactly_one_model():
     splits = Splits(train=np.arange(100, 203), audit=np.arange(0, 50), ref=np.arange(50, 80), shadow=np.arange(80, 100),
                     forget=np.arange(100, 110), test_size=10)
-    plan = fold_plan(splits, 0.25, 3, seed=0)
+    plan = fold_plan(splits, 3, seed=0)
     assert np.bincount(plan["fold"]).tolist() == [35, 34, 34]
     for k, order in enumerate(plan["orders"]):
         assert not np.isin(order, np.flatnonzero(plan["fold"] == k)).any()
     assert len({len(o) for o in plan["orders"]}) == 1, "equal sizes, so they can be trained together"
-    assert np.isin(plan["calibration"], np.r_[splits.ref, splits.shadow]).all() and len(plan["calibration"]) == 12
-    assert np.array_equal(plan["fold"], fold_plan(splits, 0.25, 3, seed=0)["fold"])
+    assert np.array_equal(plan["calibration"], splits.shadow), "all of D_shadow, none of D_ref (the anchor's)"
+    assert np.array_equal(plan["fold"], fold_plan(splits, 3, seed=0)["fold"])
+
+
+def test_per_example_calibrates_on_d_shadow_only_and_trains_its_out_models_on_the_rest():
+    splits = Splits(train=np.arange(100, 203), audit=np.arange(0, 50), ref=np.arange(50, 80), shadow=np.arange(80, 100),
+                    forget=np.arange(100, 110), test_size=10)
+    plan = out_model_plan(splits, 0.25, 2, seed=0)
+    assert len(plan["calibration"]) == 5 and np.isin(plan["calibration"], splits.shadow).all()
+    assert np.array_equal(np.sort(np.r_[plan["calibration"], plan["pool_indices"]]),
+                          np.union1d(splits.shadow, splits.ref)), "D_ref and the rest of D_shadow train the OUT models"
+
+
+def test_remi_scores_the_calibration_samples_only_when_its_rule_could_stop(parts):
+    """With fixed targets the rule needs D_f converged (``fit`` within tolerance) before its tests count, so the
+    calibration samples are scored at the first check and from then on only at checks where D_f has converged;
+    the run stops at the first such check whose tests pass."""
+    result = unlearn(parts["target"], forget=parts["forget"], retain=parts["retain"], reference=parts["reference"],
+                     approximator=parts["folds"], recipe=RECIPE, method="remi")
+    history, tolerance = result.record.history, result.record.config["tolerance"]
+    assert "shift_p" in history[0] and history[0]["epoch"] == 0
+    later = history[1:]
+    assert any(entry["fit"] > tolerance for entry in later), "the run never checked before converging"
+    for entry in later:
+        assert ("shift_p" in entry) == (entry["fit"] <= tolerance), entry
+    assert "converged on its targets" in result.record.stop_reason
+    assert later[-1]["fit"] <= tolerance and later[-1]["shift_p"] >= result.record.config["level"]
+    assert all(entry["fit"] > tolerance or entry["shift_p"] < result.record.config["level"]
+               or entry.get("acc_p", 1.0) < result.record.config["level"] for entry in later[:-1])
 
 
 def test_folds_need_two_folds_and_say_why():

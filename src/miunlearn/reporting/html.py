@@ -158,8 +158,9 @@ def plot_loss_terms(records: dict[str, dict], colours: dict[str, str]) -> bytes 
         return None
     grouped: dict[str, dict[str, list[str]]] = {}
     for method, history in logged.items():
-        keys = [k for k in history[0] if k not in NOT_LOSS_TERMS and isinstance(history[0][k], (int, float))
-                and not isinstance(history[0][k], bool)]
+        logged_keys = {k: v for entry in history for k, v in entry.items()}  # a check may log fewer
+        keys = [k for k, v in logged_keys.items() if k not in NOT_LOSS_TERMS and isinstance(v, (int, float))
+                and not isinstance(v, bool)]
         panels: dict[str, list[str]] = {}
         for key in keys:
             panels.setdefault(_panel(key), []).append(key)

@@ -307,16 +307,21 @@ class PerExampleObjective(Objective):
         if problem:
             raise MiunlearnError(problem)
         self.calibration = place_data(approximator.calibration, device, False)
-        out_f, out_cal = approximator.predict_out(forget), approximator.predict_out(self.calibration)
-        self.mu_f, self.mu_cal, self.out_log_probs = out_f.mu, out_cal.mu, out_f.log_probs
+        out_f, out_cal = approximator.predict_out(forget), approximator.calibration_out()
+        self.mu_f, self.mu_cal, self.out_log_probs = out_f.mu, out_cal.mu.to(device), out_f.log_probs
         self.out_accuracy = (out_f.accuracy, out_cal.accuracy)
         self.calibrated = config.targets != "out-mean"
+        self.checked = False
         # Targets re-ranked at every check follow the model and can be overshot; fixed ones are converged on.
         self.keeps_closest = config.targets == "rank"
         # The spread of the original's s around the OUT predictions on the held-out samples: their z-scores have unit
         # spread. The OUT models' own pooled spread misses the variation from training on other data than theirs.
-        s_cal = logit_confidence(predict_logits(model, self.calibration).to(self.mu_cal.device), self.calibration.y)
+        logits_cal = predict_logits(model, self.calibration).to(self.mu_cal.device)
+        s_cal = logit_confidence(logits_cal, self.calibration.y)
         self.sigma = (s_cal - self.mu_cal).std().clamp_min(1e-3).to(device)
+        # The given model's scores on the calibration samples, for a check before the first step (terms() drops them).
+        self.untouched_cal: tuple[torch.Tensor, torch.Tensor] | None = (
+            (s_cal - self.mu_cal) / self.sigma, logits_cal.argmax(1) == self.calibration.y)
         self.targets = torch.zeros_like(self.mu_f)
         n = len(forget)
         self.random_levels = (torch.randperm(n, generator=torch.Generator().manual_seed(request.seed)).double()
@@ -326,6 +331,7 @@ class PerExampleObjective(Objective):
 
     def terms(self, logits_f: torch.Tensor, f_idx: torch.Tensor, logits_ref: torch.Tensor,
               ref_idx: torch.Tensor) -> dict[str, tuple[float, torch.Tensor]]:
+        self.untouched_cal = None
         z = (logit_confidence(logits_f, self.forget.y[f_idx]) - self.mu_f[f_idx]) / self.sigma
         terms = {"likelihood": (self.config.likelihood, 0.5 * ((z - self.targets[f_idx]) ** 2).mean())}
         if self.config.distill:
@@ -335,8 +341,17 @@ class PerExampleObjective(Objective):
 
     def status(self, model: nn.Module) -> dict[str, float]:
         """The match of D_f's z-scores to the calibration samples'; ``fit``, the likelihood term on all of D_f; the
-        accuracy check; and (calibrated targets) each sample's new target."""
-        (z_f, z_cal), (correct, correct_cal) = self.scores(model)
+        accuracy check; and (calibrated targets) each sample's new target.
+
+        Targets fixed per sample (``out-mean``) need no calibration samples to measure ``fit``, and until D_f has
+        converged on them the rule cannot stop, so the calibration samples (all of D_shadow with ``folds``: a
+        pass as long as several steps) are scored only then, and at the first check (the untouched model's)."""
+        z_f, correct = self._scored(model, self.forget, self.mu_f)
+        fit = float(0.5 * ((z_f - self.targets).double() ** 2).mean())
+        if not self.calibrated and self.checked and fit > self.config.tolerance:
+            return {"fit": fit, "forget_acc": float(correct.float().mean())}
+        self.checked = True
+        z_cal, correct_cal = self.untouched_cal or self._scored(model, self.calibration, self.mu_cal)
         if self.calibrated:
             levels = ((z_f.argsort().argsort().double() + 0.5) / len(z_f) if self.config.targets == "rank"
                       else self.random_levels.to(z_f.device))
@@ -346,7 +361,7 @@ class PerExampleObjective(Objective):
                 quantiles = median + self.config.spread * (quantiles - median)
             self.targets = quantiles.to(z_f.dtype)
         status = distribution_match(z_f, z_cal)
-        status["fit"] = float(0.5 * ((z_f - self.targets).double() ** 2).mean())
+        status["fit"] = float(0.5 * ((z_f - self.targets).double() ** 2).mean()) if self.calibrated else fit
         if self.config.accuracy_check:
             # What D_f's accuracy would be if the model treated it like the calibration samples, relative to the
             # OUT models on each: a model that loses accuracy everywhere does not get closer by it.
@@ -383,15 +398,17 @@ class PerExampleObjective(Objective):
                        f"{status['expected_acc']:.1%} (binomial p={status['acc_p']:.3g})")
         return reason
 
-    @torch.no_grad()
     def scores(self, model: nn.Module) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """z-scores on D_f and on the calibration samples, and which of each the model classifies right."""
-        z, correct = [], []
-        for data, mu in ((self.forget, self.mu_f), (self.calibration, self.mu_cal)):
-            logits = predict_logits(model, data).to(mu.device)
-            z.append((logit_confidence(logits, data.y) - mu) / self.sigma)
-            correct.append(logits.argmax(1) == data.y)
-        return (z[0], z[1]), (correct[0], correct[1])
+        (z_f, correct_f), (z_cal, correct_cal) = (self._scored(model, self.forget, self.mu_f),
+                                                  self._scored(model, self.calibration, self.mu_cal))
+        return (z_f, z_cal), (correct_f, correct_cal)
+
+    @torch.no_grad()
+    def _scored(self, model: nn.Module, data: TensorData, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z-scores of ``data`` (OUT means ``mu``) under ``model``, and which samples it classifies right."""
+        logits = predict_logits(model, data).to(mu.device)
+        return (logit_confidence(logits, data.y) - mu) / self.sigma, logits.argmax(1) == data.y
 
 
 class ClassObjective(Objective):
