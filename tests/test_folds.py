@@ -12,7 +12,7 @@ from miunlearn.config import ApproximatorConfig, TrainConfig
 from miunlearn.data import DatasetInfo, Splits, TensorData
 from miunlearn.guidance import approximator_problems, load_approximator
 from miunlearn.guidance.folds import FoldOut, fold_plan, sample_hashes
-from miunlearn.guidance.per_example import PerExampleOut, out_model_plan
+from miunlearn.guidance.per_example import PerExampleOut
 from miunlearn.statistics import logit_confidence
 from miunlearn.training.executors import ModelSpec
 
@@ -118,22 +118,13 @@ def test_folds_round_trip_through_their_file(parts, tmp_path):
 def test_fold_plan_leaves_each_fold_out_of_exactly_one_model():
     splits = Splits(train=np.arange(100, 203), audit=np.arange(0, 50), ref=np.arange(50, 80), shadow=np.arange(80, 100),
                     forget=np.arange(100, 110), test_size=10)
-    plan = fold_plan(splits, 3, seed=0)
+    plan = fold_plan(splits, 0.25, 3, seed=0)
     assert np.bincount(plan["fold"]).tolist() == [35, 34, 34]
     for k, order in enumerate(plan["orders"]):
         assert not np.isin(order, np.flatnonzero(plan["fold"] == k)).any()
     assert len({len(o) for o in plan["orders"]}) == 1, "equal sizes, so they can be trained together"
-    assert np.array_equal(plan["calibration"], splits.shadow), "all of D_shadow, none of D_ref (the anchor's)"
-    assert np.array_equal(plan["fold"], fold_plan(splits, 3, seed=0)["fold"])
-
-
-def test_per_example_calibrates_on_d_shadow_only_and_trains_its_out_models_on_the_rest():
-    splits = Splits(train=np.arange(100, 203), audit=np.arange(0, 50), ref=np.arange(50, 80), shadow=np.arange(80, 100),
-                    forget=np.arange(100, 110), test_size=10)
-    plan = out_model_plan(splits, 0.25, 2, seed=0)
-    assert len(plan["calibration"]) == 5 and np.isin(plan["calibration"], splits.shadow).all()
-    assert np.array_equal(np.sort(np.r_[plan["calibration"], plan["pool_indices"]]),
-                          np.union1d(splits.shadow, splits.ref)), "D_ref and the rest of D_shadow train the OUT models"
+    assert np.isin(plan["calibration"], np.r_[splits.ref, splits.shadow]).all() and len(plan["calibration"]) == 12
+    assert np.array_equal(plan["fold"], fold_plan(splits, 0.25, 3, seed=0)["fold"])
 
 
 def test_remi_scores_the_calibration_samples_only_when_its_rule_could_stop(parts):

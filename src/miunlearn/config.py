@@ -108,11 +108,10 @@ class ApproximatorConfig:
     name: str = "folds"
     num_shadows: int = 4
     """Shadow models (``folds``: the folds of D_train, one model trained without each; ``per-example``: OUT models
-    at the target's training-set size on D_ref and D_shadow's non-calibration samples)."""
+    at the target's training-set size on D_shadow ∪ D_ref)."""
     calibration_fraction: float = 0.1
-    """``per-example``: share of D_shadow taken as calibration samples (never seen by the target nor the OUT models,
-    never trained on by ReMI), against which ReMI's stopping rule compares D_f; the rest of D_shadow and D_ref
-    train the OUT models. ``folds`` calibrates on all of D_shadow."""
+    """``folds`` and ``per-example``: share of D_shadow ∪ D_ref taken as calibration samples (never seen by the
+    target nor the OUT models), against which ReMI's stopping rule compares D_f."""
     top_k: int = 3
     hidden: int = 64
     attack_epochs: int = 300

@@ -5,11 +5,8 @@ sample is OUT of exactly one model, and that model saw most of the data a retrai
 disjoint from D_train (``per-example``) miss what the rest of D_train does to a sample (near-duplicates, its
 neighbourhood): their averaged ``s`` lies further from a retrained model's than one retrain from another
 (BENCHMARKS.md, "An approximator that saw the rest of D_train"). Each forgotten sample's OUT prediction is its
-own fold model's; held-out calibration samples (every sample of D_shadow: never seen by the target nor any fold
-model, nor trained on by ReMI, whose anchor holds D_ref) each get one model too, so their z-scores carry the same
-one-model noise. The fold models need no held-out data, so all of D_shadow calibrates: a few hundred samples
-left the stopping rule's yardstick as noisy as the retrain-to-retrain spread (BENCHMARKS.md, "A calibration set
-ReMI never trains on").
+own fold model's; held-out calibration samples (D_shadow ∪ D_ref, never seen by the target nor any fold model)
+each get one model too, so their z-scores carry the same one-model noise.
 
 A sample is found by its content (a hash of its features and label), so any subset of D_train works as a
 request, however it was indexed. The costs: K trainings at (K−1)/K of D_train's size, once per target; a forgotten
@@ -42,11 +39,15 @@ from miunlearn.training import predict_logits
 @dataclass
 class FoldsConfig:
     num_shadows: int = ApproximatorConfig.num_shadows
+    calibration_fraction: float = ApproximatorConfig.calibration_fraction
 
     def validate(self) -> None:
         if self.num_shadows < 2:
             raise MiunlearnError(f"approximator 'folds' needs num_shadows (its folds) of at least 2, got "
                                  f"{self.num_shadows}: with one fold its model would train on nothing")
+        if not 0 < self.calibration_fraction < 1:
+            raise MiunlearnError("approximator.calibration_fraction must be in (0, 1), got "
+                                 f"{self.calibration_fraction}")
 
 
 def sample_hashes(data: TensorData) -> np.ndarray:
@@ -58,16 +59,18 @@ def sample_hashes(data: TensorData) -> np.ndarray:
                                     "little", signed=True) for row, label in zip(rows, labels)], dtype=np.int64)
 
 
-def fold_plan(splits: Splits, folds: int, seed: int) -> dict[str, np.ndarray]:
+def fold_plan(splits: Splits, calibration_fraction: float, folds: int, seed: int) -> dict[str, np.ndarray]:
     """Each D_train sample's fold, each model's training order (positions in D_train), and the calibration samples
-    (all of D_shadow)."""
+    (a ``calibration_fraction`` slice of D_shadow ∪ D_ref)."""
     if folds < 2 or folds > len(splits.train):
         raise MiunlearnError(f"approximator 'folds' needs 2..{len(splits.train)} folds, got {folds}")
-    if len(splits.shadow) < 2:
-        raise MiunlearnError(f"approximator 'folds' calibrates on D_shadow, which has {len(splits.shadow)} sample(s); "
-                             "it needs at least 2 (data.shadow_fraction)")
     rng = np.random.default_rng([seed, 0xF01D])
-    calibration = np.sort(splits.shadow)
+    held_out = np.union1d(splits.shadow, splits.ref)
+    n_cal = max(2, int(round(calibration_fraction * len(held_out))))
+    if len(held_out) < n_cal:
+        raise MiunlearnError(f"approximator 'folds' needs at least 2 calibration samples in D_shadow ∪ D_ref, "
+                             f"which has {len(held_out)}")
+    calibration = np.sort(rng.permutation(held_out)[:n_cal])
     fold = rng.permutation(len(splits.train)) % folds
     orders = [rng.permutation(np.flatnonzero(fold != k)) for k in range(folds)]
     size = min(len(o) for o in orders)  # equal sizes: the executor may train them together
@@ -91,7 +94,8 @@ class FoldOut(PerExampleOut):
 
     @classmethod
     def plan(cls, config: RunConfig, splits: Splits) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        plan = fold_plan(splits, config.approximator.num_shadows, config.seed)
+        plan = fold_plan(splits, config.approximator.calibration_fraction, config.approximator.num_shadows,
+                         config.seed)
         return plan, splits.train
 
     @classmethod

@@ -1,12 +1,11 @@
 """The per-example approximator: OUT models that predict, per sample, what a retrained model would output.
 
 A model trained on data disjoint from D_train is an OUT model for *every* sample of D_train, so K of them,
-trained once per target at the target's training-set size and recipe on D_ref and most of D_shadow, give each
+trained once per target at the target's training-set size and recipe on D_shadow ∪ D_ref, give each
 forgotten sample its own OUT mean ``μ_out(x)`` of ``s`` and a pooled spread ``σ_out`` (spec: "Beyond the
-paper: per-example targets"). A slice of D_shadow is held out from every OUT model: calibration samples, never
-seen by the target nor by the OUT models nor trained on by ReMI (whose anchor holds D_ref), whose z-scores
-``(s − μ_out)/σ_out`` show how a non-member looks under the current model. The models live in the artefact store
-and inside the saved approximator.
+paper: per-example targets"). A slice of that pool is held out from every OUT model: calibration samples,
+never seen by the target nor by the OUT models, whose z-scores ``(s − μ_out)/σ_out`` show how a non-member
+looks under the current model. The models live in the artefact store and inside the saved approximator.
 """
 
 from __future__ import annotations
@@ -42,23 +41,21 @@ class PerExampleConfig:
 
 
 def out_model_plan(splits: Splits, calibration_fraction: float, count: int, seed: int) -> dict[str, np.ndarray]:
-    """Which samples the OUT models train on: pool = D_shadow minus the calibration slice, and D_ref; model k
+    """Which samples the OUT models train on: pool = D_shadow ∪ D_ref minus the calibration slice; model k
     trains on the first ``min(|D_train|, |pool|)`` samples of its own permutation of the pool."""
-    return held_out_plan(splits.shadow, len(splits.train), calibration_fraction, count, seed, also_train_on=splits.ref)
+    return held_out_plan(np.union1d(splits.shadow, splits.ref), len(splits.train), calibration_fraction, count, seed)
 
 
 def held_out_plan(candidates: np.ndarray, train_size: int, calibration_fraction: float, count: int,
-                  seed: int, also_train_on: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Divide ``candidates`` (samples the target never saw) into calibration samples and the OUT models' pool
-    (with ``also_train_on``, samples that may not calibrate); model k trains on the first ``min(train_size,
-    |pool|)`` samples of its own permutation of the pool."""
+                  seed: int) -> dict[str, np.ndarray]:
+    """Divide ``candidates`` (samples the target never saw) into calibration samples and the OUT models' pool;
+    model k trains on the first ``min(train_size, |pool|)`` samples of its own permutation of the pool."""
     if not 0 < calibration_fraction < 1:
         raise MiunlearnError(f"approximator.calibration_fraction must be in (0, 1), got {calibration_fraction}")
     rng = np.random.default_rng([seed, 0x0E7])
     shuffled = rng.permutation(candidates)
     n_cal = max(2, int(round(calibration_fraction * len(candidates))))
-    extra = np.empty(0, dtype=shuffled.dtype) if also_train_on is None else np.asarray(also_train_on)
-    calibration, pool = np.sort(shuffled[:n_cal]), np.sort(np.r_[shuffled[n_cal:], extra])
+    calibration, pool = np.sort(shuffled[:n_cal]), np.sort(shuffled[n_cal:])
     if len(pool) < 2:
         raise MiunlearnError(f"the per-example approximator needs more held-out samples: {len(candidates)} leave "
                              f"{len(pool)} for its OUT models after {n_cal} calibration samples")
@@ -254,9 +251,8 @@ class PerExampleOut(PrivacyApproximator):
         return torch.stack([logit_confidence(predict_logits(m, data), data.y.cpu()) for m in self.out_models])
 
     def calibration_out(self) -> OutPredictions:
-        """:meth:`predict_out` on the calibration samples, worked out once: they are fixed, and with ``folds`` they
-        are all of D_shadow, K passes that every request would otherwise repeat. Tensors on the device it was
-        first asked on."""
+        """:meth:`predict_out` on the calibration samples, worked out once: they are fixed, and every request would
+        otherwise repeat K passes over them. Tensors on the device it was first asked on."""
         if self._calibration_out is None:
             self._calibration_out = self.predict_out(self.calibration)
         return self._calibration_out

@@ -344,8 +344,8 @@ class PerExampleObjective(Objective):
         accuracy check; and (calibrated targets) each sample's new target.
 
         Targets fixed per sample (``out-mean``) need no calibration samples to measure ``fit``, and until D_f has
-        converged on them the rule cannot stop, so the calibration samples (all of D_shadow with ``folds``: a
-        pass as long as several steps) are scored only then, and at the first check (the untouched model's)."""
+        converged on them the rule cannot stop, so the calibration samples are scored only then, and at the first
+        check (the untouched model's): a run that ends on its budget scored them at every check for nothing."""
         z_f, correct = self._scored(model, self.forget, self.mu_f)
         fit = float(0.5 * ((z_f - self.targets).double() ** 2).mean())
         if not self.calibrated and self.checked and fit > self.config.tolerance:
