@@ -1,6 +1,7 @@
 """How much a leaderboard figure owes to the tuning's luck: each method tuned again with other TPE seeds.
 
     OMP_NUM_THREADS=1 python benchmarks/tuning_noise.py location_mlp random10 --methods remi,bad-teacher
+    OMP_NUM_THREADS=1 python benchmarks/tuning_noise.py location_mlp random10 --methods remi approximator.seed=1
 
 The leaderboard tunes every method once (``--trials`` TPE trials, sampler seed 0, on one calibration request) and
 evaluates that preset on its seeds. Here each method is tuned with ``--tuning-seeds`` sampler seeds (seed 0 reads
@@ -8,7 +9,8 @@ the leaderboard's own study, so its preset is the leaderboard's) on the same cal
 is evaluated on the leaderboard's targets, requests and retrains (``--seeds``): the spread across tuning seeds is
 what one tuning run can cost or win a method. Rows go to ``benchmarks/results/tuning_noise-<setting>-<scenario>.json``
 (one per method and tuning seed, rewritten atomically as each finishes; a rerun keeps the rows whose method code
-is unchanged) and a markdown summary to stdout.
+is unchanged) and a markdown summary to stdout. Run-config overrides (``key=value``) apply to the setting and name
+the file (``...-<key>=<value>.json``): ``approximator.seed=N`` gives ReMI another draw of its approximator.
 """
 
 from __future__ import annotations
@@ -69,15 +71,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--methods", required=True, help="comma list")
     parser.add_argument("--tuning-seeds", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=3, help="evaluated seeds (the leaderboard's first ones)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="run-config overrides, e.g. approximator.seed=1 (another draw of ReMI's approximator)")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
-    opts = lb.study_options(args)
+    opts = lb.study_options(args, args.overrides)
     methods = args.methods.split(",")
     for method in methods:
         lb.SEARCH_SPACES.validate(method)
     if args.tuning_seeds < 1 or args.seeds < 1:
         raise MiunlearnError("--tuning-seeds and --seeds must be at least 1")
-    path = args.out / f"tuning_noise-{args.setting}-{args.scenario}.json"
+    path = args.out / f"tuning_noise-{args.setting}-{args.scenario}{''.join(f'-{o}' for o in args.overrides)}.json"
     stored = lb.Results._read(path, {"rows": []})
     ctx = lb.prepare_setting(args.setting, opts, console)
     task, folder, key = lb.calibration_task(ctx, args.scenario)

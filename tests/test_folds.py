@@ -8,7 +8,7 @@ import torch
 
 from miunlearn import MiunlearnError, build_model, train_model, unlearn
 from miunlearn.audit import accuracy
-from miunlearn.config import ApproximatorConfig, TrainConfig
+from miunlearn.config import ApproximatorConfig, RunConfig, TrainConfig
 from miunlearn.data import DatasetInfo, Splits, TensorData
 from miunlearn.guidance import approximator_problems, load_approximator
 from miunlearn.guidance.folds import FoldOut, fold_plan, sample_hashes
@@ -143,6 +143,25 @@ def test_remi_scores_the_calibration_samples_only_when_its_rule_could_stop(parts
     assert later[-1]["fit"] <= tolerance and later[-1]["shift_p"] >= result.record.config["level"]
     assert all(entry["fit"] > tolerance or entry["shift_p"] < result.record.config["level"]
                or entry.get("acc_p", 1.0) < result.record.config["level"] for entry in later[:-1])
+
+
+def test_approximator_seed_draws_another_approximator_for_the_same_run():
+    """``approximator.seed`` re-draws the calibration samples and folds alone; unset, the run's seed draws them."""
+    splits = Splits(train=np.arange(100, 203), audit=np.arange(0, 50), ref=np.arange(50, 80), shadow=np.arange(80, 100),
+                    forget=np.arange(100, 110), test_size=10)
+
+    def plan(run_seed: int, seed: int | None) -> dict:
+        return FoldOut.plan(RunConfig(seed=run_seed, approximator=ApproximatorConfig(seed=seed)), splits)[0]
+
+    default = plan(0, None)
+    assert all(np.array_equal(default[k], plan(0, 0)[k]) and np.array_equal(default[k], plan(7, 0)[k])
+               for k in default)
+    other = plan(0, 1)
+    assert not np.array_equal(default["calibration"], other["calibration"])
+    assert not np.array_equal(default["fold"], other["fold"])
+    assert np.array_equal(plan(1, None)["fold"], other["fold"])
+    assert approximator_problems(ApproximatorConfig(seed=-1)) == [
+        "approximator.seed must be a non-negative integer or null (the run's seed), got -1"]
 
 
 def test_folds_need_two_folds_and_say_why():

@@ -118,6 +118,14 @@ class ApproximatorConfig:
     per_class_variance: bool = False
     load: str | None = None
     """A saved approximator (``approximator.safetensors`` of an earlier run) to reuse."""
+    seed: int | None = None
+    """Seed of the approximator's own draw (its calibration samples, its models' training sets and
+    initialisations); default: the run's ``seed``. Another value fits another approximator for the same target:
+    how much a result owes to that draw (BENCHMARKS.md, "How much of ReMI's figure is the approximator's draw")."""
+
+    def seed_or(self, run_seed: int) -> int:
+        """The seed of the approximator's draw in a run seeded ``run_seed``."""
+        return run_seed if self.seed is None else self.seed
 
 
 @dataclass

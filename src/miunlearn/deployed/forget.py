@@ -205,7 +205,7 @@ def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_ar
                 f"{config.train.epochs} epochs each)")
     approximator = approximator_class.fit_held_out(
         config.approximator, factory, tables["shadow"].tensors(rows["shadow"]), num_classes, len(train_table),
-        config.train, config.seed, console)
+        config.train, config.approximator.seed_or(config.seed), console)
     console.log("measuring the deployed model on held-out rows (its OUT statistics)")
     out_stats = _out_statistics(deployed, tables["audit"].tensors(rows["audit"]), config)
     with StateFolder.create(path) as staging:

@@ -62,7 +62,8 @@ class PrivacyApproximator(nn.Module):
         returns it and how many models were trained now. Default: the shadow models of D_shadow."""
         outputs = train_shadows(ModelSpec(config.model.name, dataset.info, config.model.width),
                                 dataset.pool.subset(splits.shadow), config.train, config.approximator.num_shadows,
-                                config.seed, build_executor(config.executor), store, console)
+                                config.approximator.seed_or(config.seed), build_executor(config.executor), store,
+                                console)
         return fit_approximator(config.approximator, outputs), outputs.trained_now
 
     @classmethod
@@ -114,7 +115,7 @@ class PrivacyApproximator(nn.Module):
             save_file(state, str(tmp), metadata={"miunlearn": json.dumps(meta)})
 
 
-SHARED_FIELDS = ("name", "num_shadows", "load")
+SHARED_FIELDS = ("name", "num_shadows", "load", "seed")
 
 
 def _at_least_one(config: object) -> None:
@@ -154,6 +155,8 @@ def approximator_problems(config: ApproximatorConfig) -> list[str]:
         return []
     own = APPROXIMATORS.get(config.name).Config
     read = {f.name for f in fields(own)}
+    if config.seed is not None and config.seed < 0:
+        return [f"approximator.seed must be a non-negative integer or null (the run's seed), got {config.seed}"]
     problems = [f"approximator.{f.name}={getattr(config, f.name)!r} is ignored by approximator {config.name!r}; "
                 "remove it" for f in fields(ApproximatorConfig)
                 if f.name not in read and f.name not in SHARED_FIELDS and getattr(config, f.name) != f.default]

@@ -124,8 +124,9 @@ class PerExampleOut(PrivacyApproximator):
     def plan(cls, config: RunConfig, splits: Splits) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The OUT models' plan (what their store records: ``orders``, positions in the samples they train on, and
         the ``calibration`` samples) and the pool indices of the samples they train on."""
-        plan = out_model_plan(splits, config.approximator.calibration_fraction, config.approximator.num_shadows,
-                              config.seed)
+        approximator = config.approximator
+        plan = out_model_plan(splits, approximator.calibration_fraction, approximator.num_shadows,
+                              approximator.seed_or(config.seed))
         return plan, plan["pool_indices"]
 
     @classmethod
@@ -134,8 +135,8 @@ class PerExampleOut(PrivacyApproximator):
         calibration samples) and the plan it records."""
         plan, train_on = cls.plan(config, splits)
         data = dataset.pool.subset(np.r_[train_on, plan["calibration"]])
-        key = model_key(config, dataset.info.num_classes, cls.series.key_kind, config.seed,
-                        config.approximator.num_shadows, data)
+        key = model_key(config, dataset.info.num_classes, cls.series.key_kind,
+                        config.approximator.seed_or(config.seed), config.approximator.num_shadows, data)
         key["calibration_fraction"] = config.approximator.calibration_fraction
         return store_folder(cls.series.folder, key, config.executor.cache_dir), key, plan
 
@@ -151,8 +152,8 @@ class PerExampleOut(PrivacyApproximator):
         plan, train_on = cls.plan(config, splits)
         spec = ModelSpec(config.model.name, dataset.info, config.model.width)
         data = dataset.pool.subset(train_on)
-        jobs = out_model_jobs(spec, plan["orders"], config.train, config.seed * 1000 + cls.series.seed_offset, store,
-                              cls.series.stem, cls.series.label)
+        first_seed = config.approximator.seed_or(config.seed) * 1000 + cls.series.seed_offset
+        jobs = out_model_jobs(spec, plan["orders"], config.train, first_seed, store, cls.series.stem, cls.series.label)
         result = build_executor(config.executor).run(jobs, data, console)
         return (cls.from_plan(config.approximator, spec, result.models, data, plan,
                               dataset.pool.subset(plan["calibration"]), dataset.info.num_classes,
