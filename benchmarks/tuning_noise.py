@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="evaluated seeds (the leaderboard's first ones)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="run-config overrides, e.g. approximator.seed=1 (another draw of ReMI's approximator)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     console = Console(stderr=True)
     opts = lb.study_options(args, args.overrides)
     methods = args.methods.split(",")
