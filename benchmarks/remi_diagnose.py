@@ -25,6 +25,7 @@ a rerun skips the seeds it holds unless ReMI's code or preset changed) and a mar
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import sys
 import time
@@ -55,6 +56,14 @@ def preset_params(presets: Path, setting: str, scenario: str) -> dict:
         raise MiunlearnError(f"no tuned preset {path}: run `python benchmarks/leaderboard.py --settings {setting} "
                              f"--scenarios {scenario}` (same --quick/--presets) first")
     return yaml.safe_load(path.read_text())["unlearn"]["params"].get("remi", {})
+
+
+def study_version(opts: lb.Options, setting: str, params: dict, script: Path | None = None) -> dict:
+    """What a ReMI study's stored rows depend on: ReMI's code, the setting's approximator, the params, and (``script``)
+    the study's own source where it shapes the rows (a rerun recomputes rows stored under another version)."""
+    own = {"script": hashlib.sha256(script.read_bytes()).hexdigest()[:16]} if script else {}
+    return {"remi": method_fingerprint("remi"), **own,
+            "approximator": lb.approximator_version(lb.setting_config(setting, opts)), "params": params}
 
 
 def add_remi_study_arguments(parser: argparse.ArgumentParser, seeds: int) -> None:
@@ -197,8 +206,7 @@ def main(argv: list[str]) -> int:
     params = preset_params(opts.presets, args.setting, args.scenario) | changes
     suffix = "".join(f"-{k}={v}" for k, v in [*changes.items(), *(c.split("=", 1) for c in args.config)])
     path = args.out / f"remi_diagnose-{args.setting}-{args.scenario}{suffix}.json"
-    version = {"remi": method_fingerprint("remi"),
-               "approximator": lb.approximator_version(lb.setting_config(args.setting, opts)), "params": params}
+    version = study_version(opts, args.setting, params)
     ctx = lb.prepare_setting(args.setting, opts, console)
     rows = lb.study_rows(
         path, version, "remi_diagnose.py", argv, args.seeds, console, f"{args.setting}/{args.scenario}",

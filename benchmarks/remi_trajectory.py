@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import math
 import sys
 from collections.abc import Iterator
@@ -39,13 +38,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import leaderboard as lb  # noqa: E402
-from remi_diagnose import add_remi_study_arguments, preset_params  # noqa: E402
+from remi_diagnose import add_remi_study_arguments, preset_params, study_version  # noqa: E402
 
 from miunlearn.audit.metrics import average_gap  # noqa: E402
 from miunlearn.config import parse_overrides  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
 from miunlearn.training import OPTIMIZERS  # noqa: E402
-from miunlearn.tuning import method_fingerprint  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
 from miunlearn.unlearning.remi import OBJECTIVES, ClassObjective, RemiConfig  # noqa: E402
 
@@ -180,12 +178,8 @@ def main(argv: list[str]) -> int:
     suffix += (f"-warmup={args.warmup}" if args.warmup else "") + ("-cosine" if args.cosine else "")
     suffix += f"-every={args.every:g}" if args.every else ""
     path = args.out / f"remi_trajectory-{args.setting}-{args.scenario}{suffix}.json"
-    version_every = {"every": args.every} if args.every else {}
     # the study's own code (its schedule, where it snapshots) is part of what its rows depend on
-    script = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-    version = {"remi": method_fingerprint("remi"), "script": script,
-               "approximator": lb.approximator_version(lb.setting_config(args.setting, opts)), "params": params,
-               **version_every}
+    version = study_version(opts, args.setting, params, Path(__file__)) | ({"every": args.every} if args.every else {})
     ctx = lb.prepare_setting(args.setting, opts, console)
     rows = lb.study_rows(path, version, "remi_trajectory.py", argv, args.seeds, console,
                          f"{args.setting}/{args.scenario}",

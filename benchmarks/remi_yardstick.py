@@ -18,7 +18,6 @@ to stdout.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
@@ -30,11 +29,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import leaderboard as lb  # noqa: E402
-from remi_diagnose import add_remi_study_arguments, preset_params  # noqa: E402
+from remi_diagnose import add_remi_study_arguments, preset_params, study_version  # noqa: E402
 
 from miunlearn.config import parse_overrides  # noqa: E402
 from miunlearn.errors import MiunlearnError  # noqa: E402
-from miunlearn.tuning import method_fingerprint  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
 from miunlearn.unlearning.remi import PerExampleObjective  # noqa: E402
 
@@ -102,9 +100,7 @@ def main(argv: list[str]) -> int:
     params = preset_params(opts.presets, args.setting, args.scenario) | changes
     suffix = "".join(f"-{k}={v}" for k, v in changes.items())
     path = args.out / f"remi_yardstick-{args.setting}-{args.scenario}{suffix}.json"
-    script = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-    version = {"remi": method_fingerprint("remi"), "script": script,
-               "approximator": lb.approximator_version(lb.setting_config(args.setting, opts)), "params": params}
+    version = study_version(opts, args.setting, params, Path(__file__))
     ctx = lb.prepare_setting(args.setting, opts, console)
     rows = lb.study_rows(path, version, "remi_yardstick.py", argv, args.seeds, console,
                          f"{args.setting}/{args.scenario}",
