@@ -175,6 +175,11 @@ class RunConfig:
     seed: int = 0
     """Master seed: sets every section's seed that was not given explicitly."""
 
+    @property
+    def approximator_seed(self) -> int:
+        """The seed of the approximator's draw: ``approximator.seed``, else the run's."""
+        return self.approximator.seed_or(self.seed)
+
 
 def to_dict(config: Any) -> dict[str, Any]:
     return asdict(config)

@@ -62,7 +62,7 @@ class PrivacyApproximator(nn.Module):
         returns it and how many models were trained now. Default: the shadow models of D_shadow."""
         outputs = train_shadows(ModelSpec(config.model.name, dataset.info, config.model.width),
                                 dataset.pool.subset(splits.shadow), config.train, config.approximator.num_shadows,
-                                config.approximator.seed_or(config.seed), build_executor(config.executor), store,
+                                config.approximator_seed, build_executor(config.executor), store,
                                 console)
         return fit_approximator(config.approximator, outputs), outputs.trained_now
 
@@ -151,15 +151,15 @@ class LossThresholdConfig:
 def approximator_problems(config: ApproximatorConfig) -> list[str]:
     """Problems of the ``approximator`` section for the approximator it names: its own settings out of range, and
     settings it would ignore that differ from their defaults (the saved config would mislead)."""
+    problems = ([f"approximator.seed must be a non-negative integer or null (the run's seed), got {config.seed}"]
+                if config.seed is not None and config.seed < 0 else [])
     if config.name not in APPROXIMATORS:
-        return []
+        return problems
     own = APPROXIMATORS.get(config.name).Config
     read = {f.name for f in fields(own)}
-    if config.seed is not None and config.seed < 0:
-        return [f"approximator.seed must be a non-negative integer or null (the run's seed), got {config.seed}"]
-    problems = [f"approximator.{f.name}={getattr(config, f.name)!r} is ignored by approximator {config.name!r}; "
-                "remove it" for f in fields(ApproximatorConfig)
-                if f.name not in read and f.name not in SHARED_FIELDS and getattr(config, f.name) != f.default]
+    problems += [f"approximator.{f.name}={getattr(config, f.name)!r} is ignored by approximator {config.name!r}; "
+                 "remove it" for f in fields(ApproximatorConfig)
+                 if f.name not in read and f.name not in SHARED_FIELDS and getattr(config, f.name) != f.default]
     try:
         own(**{key: getattr(config, key) for key in read}).validate()
     except MiunlearnError as exc:

@@ -95,7 +95,7 @@ class FoldOut(PerExampleOut):
     @classmethod
     def plan(cls, config: RunConfig, splits: Splits) -> tuple[dict[str, np.ndarray], np.ndarray]:
         plan = fold_plan(splits, config.approximator.calibration_fraction, config.approximator.num_shadows,
-                         config.approximator.seed_or(config.seed))
+                         config.approximator_seed)
         return plan, splits.train
 
     @classmethod

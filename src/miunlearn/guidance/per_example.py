@@ -126,7 +126,7 @@ class PerExampleOut(PrivacyApproximator):
         the ``calibration`` samples) and the pool indices of the samples they train on."""
         approximator = config.approximator
         plan = out_model_plan(splits, approximator.calibration_fraction, approximator.num_shadows,
-                              approximator.seed_or(config.seed))
+                              config.approximator_seed)
         return plan, plan["pool_indices"]
 
     @classmethod
@@ -136,7 +136,7 @@ class PerExampleOut(PrivacyApproximator):
         plan, train_on = cls.plan(config, splits)
         data = dataset.pool.subset(np.r_[train_on, plan["calibration"]])
         key = model_key(config, dataset.info.num_classes, cls.series.key_kind,
-                        config.approximator.seed_or(config.seed), config.approximator.num_shadows, data)
+                        config.approximator_seed, config.approximator.num_shadows, data)
         key["calibration_fraction"] = config.approximator.calibration_fraction
         return store_folder(cls.series.folder, key, config.executor.cache_dir), key, plan
 
@@ -152,7 +152,7 @@ class PerExampleOut(PrivacyApproximator):
         plan, train_on = cls.plan(config, splits)
         spec = ModelSpec(config.model.name, dataset.info, config.model.width)
         data = dataset.pool.subset(train_on)
-        first_seed = config.approximator.seed_or(config.seed) * 1000 + cls.series.seed_offset
+        first_seed = config.approximator_seed * 1000 + cls.series.seed_offset
         jobs = out_model_jobs(spec, plan["orders"], config.train, first_seed, store, cls.series.stem, cls.series.label)
         result = build_executor(config.executor).run(jobs, data, console)
         return (cls.from_plan(config.approximator, spec, result.models, data, plan,

@@ -69,7 +69,7 @@ def shadow_store(config: RunConfig, num_classes: int, shadow_indices: np.ndarray
     """The artefact store of the shadow models of this set-up (created if new, checked if not).
 
     ``shadow`` is D_shadow itself (the pool at ``shadow_indices``): the store is keyed by its content."""
-    count, seed = config.approximator.num_shadows, config.approximator.seed_or(config.seed)
+    count, seed = config.approximator.num_shadows, config.approximator_seed
     key = model_key(config, num_classes, "shadow", seed, count, shadow)
     folder = store_folder("shadow-models", key, config.executor.cache_dir)
     member = np.zeros((count, len(shadow_indices)), dtype=bool)

@@ -311,7 +311,6 @@ class PerExampleObjective(Objective):
         self.mu_f, self.mu_cal, self.out_log_probs = out_f.mu, out_cal.mu.to(device), out_f.log_probs
         self.out_accuracy = (out_f.accuracy, out_cal.accuracy)
         self.calibrated = config.targets != "out-mean"
-        self.checked = False
         # Targets re-ranked at every check follow the model and can be overshot; fixed ones are converged on.
         self.keeps_closest = config.targets == "rank"
         # The spread of the original's s around the OUT predictions on the held-out samples: their z-scores have unit
@@ -348,9 +347,8 @@ class PerExampleObjective(Objective):
         check (the untouched model's): a run that ends on its budget scored them at every check for nothing."""
         z_f, correct = self._scored(model, self.forget, self.mu_f)
         fit = float(0.5 * ((z_f - self.targets).double() ** 2).mean())
-        if not self.calibrated and self.checked and fit > self.config.tolerance:
+        if not self.calibrated and self.untouched_cal is None and fit > self.config.tolerance:
             return {"fit": fit, "forget_acc": float(correct.float().mean())}
-        self.checked = True
         z_cal, correct_cal = self.untouched_cal or self._scored(model, self.calibration, self.mu_cal)
         if self.calibrated:
             levels = ((z_f.argsort().argsort().double() + 0.5) / len(z_f) if self.config.targets == "rank"
