@@ -66,8 +66,6 @@ class RemiConfig:
     own rank under the current model, re-ranked at every check; it stops on a two-sided test and keeps the closest
     model seen, and keeps the most memorised samples above their OUT mean (BENCHMARKS.md, "Where ReMI's remaining
     gap comes from")."""
-    huber: float = 0.0
-    """Per-example term: Huber loss in ``z − t`` beyond this many units (0: squared)."""
     spread: float = 1.0
     """``random`` targets: how far each target lies from the held-out z-scores' median, as a fraction of where its
     held-out quantile lies (1: the held-out spread; 0: all at the median). Targets drawn afresh for every request
@@ -88,10 +86,6 @@ class RemiConfig:
     """Weight of an anchor term (our addition) that keeps the original model's outputs on the reference batch.
     D_ref is never-seen data, where the retrained model behaves like the original; pinning it keeps test
     behaviour while D_f is moved. ``gamma=0`` is the spec's objective."""
-    hold: float = 0.0
-    """Weight of the anchor on the retain batch too (the original's outputs on D_r, which a retrain also fits).
-    Cross-entropy's gradient vanishes on samples the original fits, so without it the first steps that lower D_f's
-    confidence lower D_r's along and the rest of the budget wins it back. 0: cross-entropy only."""
     anchor: str = "logits"
     """How the anchor measures a change on D_ref (:data:`ANCHORS`). ``logits``: half the mean squared change of
     the centred logits, i.e. of every class's log-odds, so it holds the confidence ``s`` the auditor reads even
@@ -338,10 +332,7 @@ class PerExampleObjective(Objective):
               ref_idx: torch.Tensor) -> dict[str, tuple[float, torch.Tensor]]:
         self.untouched_cal = None
         z = (logit_confidence(logits_f, self.forget.y[f_idx]) - self.mu_f[f_idx]) / self.sigma
-        d = z - self.targets[f_idx]
-        value = (F.huber_loss(d, torch.zeros_like(d), delta=self.config.huber) if self.config.huber
-                 else 0.5 * (d ** 2).mean())
-        terms = {"likelihood": (self.config.likelihood, value)}
+        terms = {"likelihood": (self.config.likelihood, 0.5 * ((z - self.targets[f_idx]) ** 2).mean())}
         if self.config.distill:
             terms["distill"] = (self.config.distill, F.kl_div(F.log_softmax(logits_f, 1), self.out_log_probs[f_idx],
                                                               log_target=True, reduction="batchmean"))
@@ -508,8 +499,8 @@ class ReMI(UnlearningMethod):
         if c.objective != AUTO:
             OBJECTIVES.validate(c.objective)
         ANCHORS.validate(c.anchor)
-        for key in ("alpha", "beta", "likelihood", "gamma", "hold", "huber", "lr", "momentum", "weight_decay",
-                    "member_tolerance", "kl_threshold", "min_epochs", "min_steps"):
+        for key in ("alpha", "beta", "likelihood", "gamma", "lr", "momentum", "weight_decay", "member_tolerance",
+                    "kl_threshold", "min_epochs", "min_steps"):
             if getattr(c, key) is not None and getattr(c, key) < 0:
                 raise MiunlearnError(f"remi.{key} must not be negative, got {getattr(c, key)}")
         if c.lr == 0:
@@ -584,8 +575,6 @@ class ReMI(UnlearningMethod):
                                      for d in (request.forget, request.retain, request.reference))
         objective = self._objective(model, request, forget, reference, retain, device)
         anchor = objective.anchor_targets(F.log_softmax(predict_logits(model, reference).to(device), dim=1))
-        held = (objective.anchor_targets(F.log_softmax(predict_logits(model, retain).to(device), dim=1))
-                if c.hold else None)
         # BatchNorm in training mode, as the target was trained: in eval mode the weights feeding a BN layer
         # lose their scale invariance and the same step size moves the model much further.
         model.train()
@@ -610,7 +599,7 @@ class ReMI(UnlearningMethod):
             for i, f_idx in enumerate(self._epoch_batches(len(forget), steps_per_epoch, generator, device), 1):
                 if len(f_idx) >= objective.min_batch:
                     for key, value in self._step(model, objective, optimizer, generator, forget, retain, reference,
-                                                 anchor, held, f_idx, request).items():
+                                                 anchor, f_idx, request).items():
                         sums[key] = sums.get(key, 0.0) + value
                     steps += 1
                 if i not in check_at:
@@ -665,8 +654,7 @@ class ReMI(UnlearningMethod):
 
     def _step(self, model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer,
               generator: torch.Generator, forget: TensorData, retain: TensorData, reference: TensorData,
-              anchor: torch.Tensor, held: torch.Tensor | None, f_idx: torch.Tensor,
-              request: UnlearningRequest) -> dict[str, float]:
+              anchor: torch.Tensor, f_idx: torch.Tensor, request: UnlearningRequest) -> dict[str, float]:
         """One step on the objective for forget batch ``f_idx``; returns the terms' values."""
         c = self.config
         device = f_idx.device
@@ -679,8 +667,6 @@ class ReMI(UnlearningMethod):
         terms = {"ce": (1.0, F.cross_entropy(logits_r, retain.y[r_idx])),
                  **objective.terms(logits_f, f_idx, logits_ref, ref_idx),
                  "drift": (c.gamma, objective.anchor(logits_ref, anchor[ref_idx]))}
-        if held is not None:
-            terms["hold"] = (c.hold, objective.anchor(logits_r, held[r_idx]))
         loss = sum(weight * value for weight, value in terms.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
