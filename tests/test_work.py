@@ -46,13 +46,16 @@ def test_vmapped_per_sample_passes_count_every_sample(parts):  # noqa: F811
 
 
 def test_remi_does_at_least_its_floor_and_states_it(parts):  # noqa: F811
-    """At least one forward/backward pass over D_f with its retain and reference companions, and full-set
-    stopping checks (inference) on D_f and D_ref."""
+    """At least one forward/backward pass over D_f with its retain and reference companions; and inference: the
+    original's outputs on D_ref (the anchor) and on the calibration samples (the z-scores' spread), and D_f at every
+    check of the stopping rule."""
     record = _unlearn(parts, "remi", {"epochs": 2, "min_epochs": 2})
     c = record.config
     steps = -(-len(parts["forget"]) // c["forget_batch"])
     assert record.samples_trained >= 2 * (len(parts["forget"]) + steps * (c["retain_batch"] + c["ref_batch"]))
-    assert record.samples_inferred >= 2 * (len(parts["forget"]) + len(parts["reference"]))
+    checks = c["epochs"] * c["checks_per_epoch"]
+    assert record.samples_inferred >= (len(parts["reference"]) + len(parts["approximator"].calibration)
+                                       + checks * len(parts["forget"]))
 
 
 def test_counter_splits_by_autograd_and_stops_at_the_block():
