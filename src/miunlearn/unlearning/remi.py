@@ -130,7 +130,7 @@ class RemiConfig:
     all parameters, as the spec has it."""
     min_epochs: float = 0.0
     """No stop before this many passes over D_f (0: a request already met is returned untouched)."""
-    damping: float = 0.0
+    damping: float = 10.0
     """Scale each parameter's step by ``1 / (1 + damping · Ω_r / mean Ω_r)``, ``Ω_r`` D_r's output sensitivity
     (the diagonal of the logits' Gauss–Newton matrix on D_r, estimated once before the first step): the step moves
     D_f's scores along the weights D_r's predictions rest on least. 0: off."""
@@ -734,6 +734,6 @@ def _remi_space(trial: Any) -> dict[str, Any]:
     objective, which the default ``per-example`` approximator does not use, so they are not searched; neither
     are the tests' ``level``, which ``tolerance`` and the pass budget already trade against speed, nor
     ``distill``, off by default (its docstring says why)."""
-    return suggest_lr_epochs(trial, (1e-4, 3e-3), (2, 30)) | {
+    return suggest_lr_epochs(trial, (3e-4, 1e-2), (2, 30)) | {
         key: trial.suggest_float(key, 0.1, 10.0, log=True) for key in ("likelihood", "gamma")} | {
         "tolerance": trial.suggest_float("tolerance", 0.01, 0.3, log=True)}
