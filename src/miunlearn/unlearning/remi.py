@@ -130,14 +130,6 @@ class RemiConfig:
     all parameters, as the spec has it."""
     min_epochs: float = 0.0
     """No stop before this many passes over D_f (0: a request already met is returned untouched)."""
-    damping: float = 10.0
-    """Scale each parameter's step by ``1 / (1 + damping · Ω_r / mean Ω_r)``, ``Ω_r`` D_r's output sensitivity
-    (the diagonal of the logits' Gauss–Newton matrix on D_r, estimated once before the first step): the step moves
-    D_f's scores along the weights D_r's predictions rest on least. 0: off."""
-    damping_by: str = "retain"
-    """``retain``: as above; ``ratio``: scale by ``Ω_f / (Ω_f + damping · Ω_r)`` (means normalised), D_f's own
-    sensitivity against D_r's."""
-    sensitivity_samples: int = 1024
     checks_per_epoch: int = 2
     """How often per pass over D_f the stopping rule is evaluated. Each check is a forward pass over D_f and
     the held-out samples, so it costs a few training steps."""
@@ -583,7 +575,6 @@ class ReMI(UnlearningMethod):
                                      for d in (request.forget, request.retain, request.reference))
         objective = self._objective(model, request, forget, reference, retain, device)
         anchor = objective.anchor_targets(F.log_softmax(predict_logits(model, reference).to(device), dim=1))
-        scale = self._damping(model, trainable, forget, retain) if c.damping else None
         # BatchNorm in training mode, as the target was trained: in eval mode the weights feeding a BN layer
         # lose their scale invariance and the same step size moves the model much further.
         model.train()
@@ -608,7 +599,7 @@ class ReMI(UnlearningMethod):
             for i, f_idx in enumerate(self._epoch_batches(len(forget), steps_per_epoch, generator, device), 1):
                 if len(f_idx) >= objective.min_batch:
                     for key, value in self._step(model, objective, optimizer, generator, forget, retain, reference,
-                                                 anchor, f_idx, request, trainable, scale).items():
+                                                 anchor, f_idx, request).items():
                         sums[key] = sums.get(key, 0.0) + value
                     steps += 1
                 if i not in check_at:
@@ -638,38 +629,6 @@ class ReMI(UnlearningMethod):
             return history, f"epoch budget ({c.epochs}) reached: kept the closest model (after {best[1]:.3g} epoch(s))"
         return history, f"epoch budget ({c.epochs}) reached"
 
-    def _damping(self, model: nn.Module, trainable: list[nn.Parameter], forget: TensorData,
-                 retain: TensorData) -> list[torch.Tensor]:
-        """Per-parameter step scales from D_r's (and D_f's) output sensitivity."""
-        c = self.config
-        omega_r = self._sensitivity(model, trainable, retain)
-        if c.damping_by == "retain":
-            mean = torch.cat([o.flatten() for o in omega_r]).mean()
-            return [1 / (1 + c.damping * o / mean) for o in omega_r]
-        omega_f = self._sensitivity(model, trainable, forget)
-        mean_r = torch.cat([o.flatten() for o in omega_r]).mean()
-        mean_f = torch.cat([o.flatten() for o in omega_f]).mean()
-        return [(f / mean_f) / (f / mean_f + c.damping * r / mean_r + 1e-12) for f, r in zip(omega_f, omega_r)]
-
-    def _sensitivity(self, model: nn.Module, trainable: list[nn.Parameter], data: TensorData) -> list[torch.Tensor]:
-        """Hutchinson estimate of diag(Σ_x J(x)ᵀ J(x)) for the centred logits' Jacobian J (one Rademacher probe
-        per batch; its expectation is the sum over samples and classes of each logit's squared derivative)."""
-        was_training = model.training
-        model.eval()
-        generator = torch.Generator().manual_seed(0)
-        n = min(len(data), self.config.sensitivity_samples)
-        idx = torch.randperm(len(data), generator=generator)[:n].to(data.y.device)
-        omega = [torch.zeros_like(p) for p in trainable]
-        for start in range(0, n, 64):
-            logits = model(data.x[idx[start:start + 64]]).float()
-            logits = logits - logits.mean(1, keepdim=True)
-            probe = (torch.randint(2, logits.shape, generator=generator).float() * 2 - 1).to(logits.device)
-            grads = torch.autograd.grad((probe * logits).sum(), trainable)
-            for o, g in zip(omega, grads):
-                o += g.detach() ** 2
-        model.train(was_training)
-        return [o / n for o in omega]
-
     def _epoch_batches(self, n: int, steps: int, generator: torch.Generator, device: torch.device):
         """``steps`` forget batches: shuffled passes over D_f, as many as it takes (a small D_f is cycled)."""
         done = 0
@@ -695,8 +654,7 @@ class ReMI(UnlearningMethod):
 
     def _step(self, model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer,
               generator: torch.Generator, forget: TensorData, retain: TensorData, reference: TensorData,
-              anchor: torch.Tensor, f_idx: torch.Tensor, request: UnlearningRequest, trainable: list[nn.Parameter],
-              scale: list[torch.Tensor] | None) -> dict[str, float]:
+              anchor: torch.Tensor, f_idx: torch.Tensor, request: UnlearningRequest) -> dict[str, float]:
         """One step on the objective for forget batch ``f_idx``; returns the terms' values."""
         c = self.config
         device = f_idx.device
@@ -712,12 +670,7 @@ class ReMI(UnlearningMethod):
         loss = sum(weight * value for weight, value in terms.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        before = [p.detach().clone() for p in trainable] if scale else None
         optimizer.step()
-        if scale:
-            with torch.no_grad():
-                for p, old, s in zip(trainable, before, scale):
-                    p.copy_(old + s * (p - old))
         return {key: float(value.detach()) for key, (_, value) in terms.items()}
 
 
@@ -734,6 +687,6 @@ def _remi_space(trial: Any) -> dict[str, Any]:
     objective, which the default ``per-example`` approximator does not use, so they are not searched; neither
     are the tests' ``level``, which ``tolerance`` and the pass budget already trade against speed, nor
     ``distill``, off by default (its docstring says why)."""
-    return suggest_lr_epochs(trial, (3e-4, 1e-2), (2, 30)) | {
+    return suggest_lr_epochs(trial, (1e-4, 3e-3), (2, 30)) | {
         key: trial.suggest_float(key, 0.1, 10.0, log=True) for key in ("likelihood", "gamma")} | {
         "tolerance": trial.suggest_float("tolerance", 0.01, 0.3, log=True)}
