@@ -413,7 +413,9 @@ def cached_model(ctx: SettingContext, path: Path, make: Callable[[], tuple[nn.Mo
     model, facts = make()
     save_weights(model, path)
     write_json(meta, facts)
-    return model.eval(), facts
+    # what a later run loads: a model left in training's memory format (channels-last) gives logits that differ in
+    # the last bits, enough to move a sample across the MIA-efficacy classifier's boundary in the first run only
+    return load_weights(fresh_model(ctx), path).eval(), facts
 
 
 def target_model(ctx: SettingContext, seed: int) -> nn.Module:
@@ -671,6 +673,37 @@ def prepare_cell(ctx: SettingContext, scenario: str, seed: int, retrains: int) -
     return request, target, models, audit
 
 
+def models_digest(models: list[nn.Module]) -> str:
+    """A hash of the weights and buffers of ``models``, whatever their memory format or device."""
+    h = hashlib.sha256()
+    for model in models:
+        for name, value in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_same_models(key: str, cell: dict, digest: str, retrain_audits: list[Audited], kept: list[str]) -> None:
+    """A cell's rows compare methods on one target, its retrains and the reference models. The same code and seeds
+    build other models on another CPU (BENCHMARKS.md, "The leaderboard's cache, rebuilt on another machine"), so
+    a cache rebuilt there must not add rows to a cell whose other rows (``kept``) stay. Cells stored before the
+    digest are checked by their retrains' reference-attack AUCs: one build gives the same values in every run, while
+    two builds that agree on every retrain's metrics still differ there by about 1e-4 (their reference models)."""
+    if not kept or "retrain_strong" not in cell:
+        return
+    if "models" in cell:
+        same = cell["models"] == digest
+    else:
+        same = all(abs(a.strong[attack]["auc"] - old[attack]["auc"]) <= 1e-9
+                   for a, old in zip(retrain_audits, cell["retrain_strong"]) for attack in old)
+    if not same:
+        raise MiunlearnError(
+            f"{key}: the cache's target, retrains or reference models are not the ones the cell's stored rows "
+            f"({', '.join(kept)}) were computed against (built on another machine or by other training code); rows "
+            "made now would be compared with rows made on other models. Rerun every method into a new --out, or "
+            "use the --cache those rows were made with")
+
+
 def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], params: dict[str, dict],
              opts: Options, results: Results, console: Console) -> None:
     """Target, retrains and every method on one (setting, scenario, seed); each row stored as it finishes."""
@@ -696,6 +729,10 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
     folder = ctx.folder / scenario / f"seed-{seed}"
     n_f = len(request.forget_idx)
     retrain_audits = [audit(m) for m, _ in retrains]
+    digest = models_digest([target, *(m for m, _ in retrains), *ctx.refs.models])
+    kept = [r["method"] for r in results.rows if (r["setting"], r["scenario"], r["seed"]) == (ctx.name, scenario, seed)
+            and r["method"] not in pending]
+    check_same_models(key, results.cells.get(key, {}), digest, retrain_audits, kept)
     floor = floor_of(retrain_audits)
     mean_retrain = mean_metrics(retrain_audits)
     timing = (timed_retrain(ctx, target, request, retrain_seed(seed, 0, opts.retrains), retrains[0][0])
@@ -707,7 +744,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
     retrain_seconds = timing["seconds"] if timing is not None else None
     retrain_work = float(np.mean([f["samples_trained"] + INFERENCE_COST * f["samples_inferred"] for _, f in retrains]))
     cell = results.cells.get(key, {})
-    cell.update({"floor": floor, "forget_size": n_f,
+    cell.update({"models": digest, "floor": floor, "forget_size": n_f,
                  "retain_size": len(request.retain), "audit_size": len(ctx.audit),
                  "retrain_strong": [a.strong for a in retrain_audits],
                  "floor_verdict": verdict(retrain_audits[1].scores, retrain_audits[0].scores, seed)

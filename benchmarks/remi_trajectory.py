@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -154,6 +155,14 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def file_suffix(changes: dict) -> str:
+    """``-key=value`` per ``--set``, a list's items joined by ``+`` (``frozen=0.+1.``), and nothing a shell would
+    have to quote: the file names in BENCHMARKS.md can be typed as they are."""
+    def text(value) -> str:
+        return "+".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    return "".join(re.sub(r"[^\w.+=-]", "", f"-{k}={text(v)}") for k, v in changes.items())
+
+
 @lb.one_line_errors
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -174,9 +183,8 @@ def main(argv: list[str]) -> int:
         if "optimizer" in changes:
             raise MiunlearnError("--warmup and --cosine schedule AdamW; they cannot be combined with --set optimizer")
         params["optimizer"] = "adam-scheduled"
-    suffix = "".join(f"-{k}={v}" for k, v in changes.items())
-    suffix += (f"-warmup={args.warmup}" if args.warmup else "") + ("-cosine" if args.cosine else "")
-    suffix += f"-every={args.every:g}" if args.every else ""
+    suffix = file_suffix(changes) + (f"-warmup={args.warmup}" if args.warmup else "")
+    suffix += ("-cosine" if args.cosine else "") + (f"-every={args.every:g}" if args.every else "")
     path = args.out / f"remi_trajectory-{args.setting}-{args.scenario}{suffix}.json"
     # the study's own code (its schedule, where it snapshots) is part of what its rows depend on
     version = study_version(opts, args.setting, params, Path(__file__)) | ({"every": args.every} if args.every else {})

@@ -30,11 +30,20 @@ CIFAR_PACK = ROOT.parent / "shared" / "datasets" / "cifar10"
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    """Where a result was measured. ``cpu_id`` and ``cpu_capability`` tell apart CPUs that share a model name: the
+    same code and seeds train bit-identical models on one CPU but not always on another (BENCHMARKS.md, "The
+    leaderboard's cache, rebuilt on another machine")."""
+    info = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+
+    def field(name: str) -> str:
+        return next((line.split(":", 1)[1].strip() for line in info if line.split(":", 1)[0].strip() == name), "")
+
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads()),
-            "device": device, "torch": torch.__version__, "python": platform.python_version()}
+    return {"cpu": field("model name") or platform.processor(),
+            "cpu_id": " ".join(f"{k} {field(k)}" for k in ("cpu family", "model", "stepping") if field(k)),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": str(os.cpu_count()),
+            "torch_threads": str(torch.get_num_threads()), "device": device, "torch": torch.__version__,
+            "python": platform.python_version()}
 
 
 def peak_memory() -> dict[str, float]:

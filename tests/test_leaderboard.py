@@ -4,6 +4,7 @@ schema, the quick mode end to end, resumption, and one-line errors."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -267,6 +268,62 @@ def test_speedups_divide_a_retrain_timed_in_the_same_run(quick_run: dict, tmp_pa
     assert after[("random10", "ssd", 0)]["retrain_seconds"] == pytest.approx(first["timing"]["seconds"])
 
 
+def test_rows_are_only_added_to_a_cell_computed_on_the_same_models(quick_run: dict, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    shutil.copytree(quick_run["out"], out)
+    shutil.copytree(quick_run["cache"], cache)
+    rows_path, cells_path = out / "leaderboard.json", out / "leaderboard_cells.json"
+    stored = json.loads(rows_path.read_text())
+
+    def drop_remi_row() -> None:
+        rows_path.write_text(json.dumps([r for r in stored if (r["scenario"], r["method"], r["seed"])
+                                         != ("random10", "remi", 0)]))
+
+    # The same cache: the row is computed again beside the kept ones, and comes out the same.
+    drop_remi_row()
+    assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(cache)]) == 0
+    timing = ("seconds", "retrain_seconds", "speedup", "work_ratio", "peak_mib")
+    again = {(r["scenario"], r["method"], r["seed"]): r for r in json.loads(rows_path.read_text())}
+    old = next(r for r in stored if (r["scenario"], r["method"], r["seed"]) == ("random10", "remi", 0))
+    assert {k: v for k, v in again[("random10", "remi", 0)].items() if k not in timing} == {
+        k: v for k, v in old.items() if k not in timing}
+
+    def perturb(name: str) -> None:
+        (path,) = [p for p in cache.rglob(name) if "calibration" not in str(p)
+                   and (name.startswith("target") or p.parent.parts[-2:] == ("random10", "seed-0"))]
+        weights = load_file(path)
+        key = next(k for k, v in weights.items() if v.is_floating_point())
+        weights[key] = weights[key] + 1e-3
+        save_file(weights, path)
+
+    # Another build of the target (as another CPU would train it): refused, nothing written.
+    perturb("target-0.safetensors")
+    drop_remi_row()
+    cells_before = cells_path.read_text()
+    assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(cache)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"digits_mlp/\w+/0: the cache's target, retrains or reference models are not the ones the "
+                     r"cell's stored rows \(original, .*\) were computed against", err), err
+    assert cells_path.read_text() == cells_before
+    # A cell stored before the digest is told by its retrains' reference-attack AUCs.
+    cells = json.loads(cells_before)
+    for cell in cells.values():
+        del cell["models"]
+    cells_path.write_text(json.dumps(cells))
+    shutil.rmtree(cache)
+    shutil.copytree(quick_run["cache"], cache)
+    assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(cache)]) == 0  # same models: accepted
+    cells_path.write_text(json.dumps(cells))
+    drop_remi_row()
+    perturb("retrain-1.safetensors")
+    assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(cache)]) == 2
+
+
 @pytest.mark.slow
 def test_gpu_script_runs_its_tiny_mode_on_the_cpu(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
@@ -359,6 +416,13 @@ def test_remi_trajectory_audits_the_model_at_every_check_and_ends_on_the_leaderb
     assert remi_trajectory.main(args) == 0  # resumes: nothing recomputed
     assert json.loads((tmp_path / "remi_trajectory-digits_mlp-random10.json").read_text()) == stored
     assert remi_trajectory.main([*args, "--cosine", "--set", "optimizer=sgd"]) == 2
+
+
+def test_remi_trajectory_names_its_file_without_characters_a_shell_would_quote() -> None:
+    import remi_trajectory
+
+    suffix = remi_trajectory.file_suffix({"frozen": ["0.", "1."], "lr": 0.002, "targets": "random"})
+    assert suffix == "-frozen=0.+1.-lr=0.002-targets=random"
 
 
 def test_a_recorded_command_says_the_thread_count_it_ran_under(monkeypatch: pytest.MonkeyPatch) -> None:
