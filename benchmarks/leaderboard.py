@@ -24,7 +24,9 @@ Protocol, per setting (dataset + architecture + recipe, one fixed role split):
 Outputs (``--out``, default benchmarks/results): ``leaderboard.json`` (one row per setting, scenario,
 method, seed, exactly :data:`ROW_KEYS`; rewritten atomically after every row, so a killed run resumes
 where it stopped) and ``leaderboard_cells.json`` (per cell: the noise floor in full, the original's leak,
-per-example |Δs|, verdicts). Trained models and tuning trials are cached under ``--cache``.
+per-example |Δs|, verdicts, a digest of the models its rows were computed on). Trained models and tuning trials
+are cached under ``--cache``; a cache rebuilt on another CPU holds other models, and a cell refuses to mix rows
+made on two builds (:func:`check_same_models`).
 """
 
 from __future__ import annotations
