@@ -130,11 +130,6 @@ class RemiConfig:
     all parameters, as the spec has it."""
     min_epochs: float = 0.0
     """No stop before this many passes over D_f (0: a request already met is returned untouched)."""
-    project: int = 0
-    """Remove from every update its component in the span of ``project`` random combinations of D_r's logit
-    gradients (a randomised range finder for the directions that change D_r's outputs most), estimated once before
-    the first step on ``project_samples`` samples of D_r. 0: off. Each direction costs one backward pass over them."""
-    project_samples: int = 256
     checks_per_epoch: int = 2
     """How often per pass over D_f the stopping rule is evaluated. Each check is a forward pass over D_f and
     the held-out samples, so it costs a few training steps."""
@@ -580,7 +575,6 @@ class ReMI(UnlearningMethod):
                                      for d in (request.forget, request.retain, request.reference))
         objective = self._objective(model, request, forget, reference, retain, device)
         anchor = objective.anchor_targets(F.log_softmax(predict_logits(model, reference).to(device), dim=1))
-        basis = self._retain_basis(model, trainable, retain) if c.project else None
         # BatchNorm in training mode, as the target was trained: in eval mode the weights feeding a BN layer
         # lose their scale invariance and the same step size moves the model much further.
         model.train()
@@ -605,7 +599,7 @@ class ReMI(UnlearningMethod):
             for i, f_idx in enumerate(self._epoch_batches(len(forget), steps_per_epoch, generator, device), 1):
                 if len(f_idx) >= objective.min_batch:
                     for key, value in self._step(model, objective, optimizer, generator, forget, retain, reference,
-                                                 anchor, f_idx, request, trainable, basis).items():
+                                                 anchor, f_idx, request).items():
                         sums[key] = sums.get(key, 0.0) + value
                     steps += 1
                 if i not in check_at:
@@ -635,24 +629,6 @@ class ReMI(UnlearningMethod):
             return history, f"epoch budget ({c.epochs}) reached: kept the closest model (after {best[1]:.3g} epoch(s))"
         return history, f"epoch budget ({c.epochs}) reached"
 
-    def _retain_basis(self, model: nn.Module, trainable: list[nn.Parameter], retain: TensorData) -> torch.Tensor:
-        """An orthonormal basis (rows) of the span of ``project`` gradients of random combinations of D_r's centred
-        logits: the directions in weight space that move D_r's outputs most."""
-        was_training = model.training
-        model.eval()
-        generator = torch.Generator().manual_seed(0)
-        idx = torch.randperm(len(retain), generator=generator)[:self.config.project_samples].to(retain.y.device)
-        logits = model(retain.x[idx]).float()
-        logits = logits - logits.mean(1, keepdim=True)
-        rows = []
-        for _ in range(self.config.project):
-            probe = torch.randn(logits.shape, generator=generator).to(logits.device)
-            grads = torch.autograd.grad((probe * logits).sum(), trainable, retain_graph=True)
-            rows.append(torch.cat([g.flatten() for g in grads]))
-        model.train(was_training)
-        q, _ = torch.linalg.qr(torch.stack(rows).T)
-        return q.T.contiguous()
-
     def _epoch_batches(self, n: int, steps: int, generator: torch.Generator, device: torch.device):
         """``steps`` forget batches: shuffled passes over D_f, as many as it takes (a small D_f is cycled)."""
         done = 0
@@ -678,8 +654,7 @@ class ReMI(UnlearningMethod):
 
     def _step(self, model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer,
               generator: torch.Generator, forget: TensorData, retain: TensorData, reference: TensorData,
-              anchor: torch.Tensor, f_idx: torch.Tensor, request: UnlearningRequest, trainable: list[nn.Parameter],
-              basis: torch.Tensor | None) -> dict[str, float]:
+              anchor: torch.Tensor, f_idx: torch.Tensor, request: UnlearningRequest) -> dict[str, float]:
         """One step on the objective for forget batch ``f_idx``; returns the terms' values."""
         c = self.config
         device = f_idx.device
@@ -695,17 +670,7 @@ class ReMI(UnlearningMethod):
         loss = sum(weight * value for weight, value in terms.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        before = torch.cat([p.detach().flatten() for p in trainable]) if basis is not None else None
         optimizer.step()
-        if basis is not None:
-            with torch.no_grad():
-                update = torch.cat([p.detach().flatten() for p in trainable]) - before
-                update -= basis.T @ (basis @ update)
-                new = before + update
-                offset = 0
-                for p in trainable:
-                    p.copy_(new[offset:offset + p.numel()].view_as(p))
-                    offset += p.numel()
         return {key: float(value.detach()) for key, (_, value) in terms.items()}
 
 
