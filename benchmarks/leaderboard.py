@@ -64,6 +64,7 @@ sys.path.insert(0, str(HERE))
 
 from remi_vs_retrain import machine  # noqa: E402
 
+from miunlearn.artefacts import record_digest, verified  # noqa: E402
 from miunlearn.audit import REFERENCE_ATTACKS, EvaluationSets, ModelOutputs, ReferenceInputs, evaluate_outputs  # noqa: E402
 from miunlearn.audit.lira import lira_online  # noqa: E402
 from miunlearn.audit.metrics import average_gap  # noqa: E402
@@ -407,13 +408,20 @@ def fresh_model(ctx: SettingContext) -> nn.Module:
     return build_model(ctx.config.model.name, ctx.dataset.info, ctx.config.model.width)
 
 
+def save_model(model: nn.Module, path: Path) -> None:
+    """Save weights with their sha256 beside them, which a later run checks before it reuses them."""
+    save_weights(model, path)
+    record_digest(path)
+
+
 def cached_model(ctx: SettingContext, path: Path, make: Callable[[], tuple[nn.Module, dict]]) -> tuple[nn.Module, dict]:
-    """A model and its facts (seconds, counted work) from ``path`` if an earlier run saved them, else made now."""
+    """A model and its facts (seconds, counted work) from ``path`` if an earlier run saved them and the weights
+    still match the sha256 recorded beside them, else made now (a damaged, truncated or swapped file is remade)."""
     meta = path.with_suffix(".json")
-    if path.is_file() and meta.is_file():
+    if verified(path) and meta.is_file():
         return load_weights(fresh_model(ctx), path).eval(), json.loads(meta.read_text())
     model, facts = make()
-    save_weights(model, path)
+    save_model(model, path)
     write_json(meta, facts)
     # what a later run loads: a model left in training's memory format (channels-last) gives logits that differ in
     # the last bits, enough to move a sample across the MIA-efficacy classifier's boundary in the first run only
@@ -793,16 +801,20 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
     for method in methods:
         path = folder / f"{method}.safetensors"
         if results.row(ctx.name, scenario, method, seed) is not None and method not in stale | untimed:
-            if path.is_file():
+            if verified(path):
                 method_models[method] = load_weights(fresh_model(ctx), path).eval()
-            continue
+                continue
+            if not wanted_ulira or cell.get("ulira_done"):
+                continue
+            console.log(f"{key}: {method}'s saved model is missing or fails its sha256, and U-LiRA needs it: "
+                        "recomputed")
         method_params = params.get(method, {})
         console.log(f"{key}: {method}")
         with peak_mib() as peak:
             result = unlearn(target, request.forget, request.retain, method, method_params or None,
                              reference=ctx.reference, approximator=ctx.approximator, recipe=ctx.config.train,
                              seed=seed)
-        save_weights(result.model, path)
+        save_model(result.model, path)
         if not all(torch.isfinite(p).all() for p in result.model.parameters()):
             store_broken(method, result.record.seconds, work_of(result.record), peak["peak_mib"], method_params)
             continue

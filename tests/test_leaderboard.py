@@ -274,6 +274,8 @@ def test_rows_are_only_added_to_a_cell_computed_on_the_same_models(quick_run: di
 
     from safetensors.torch import load_file, save_file
 
+    from miunlearn.artefacts import record_digest
+
     out, cache = tmp_path / "out", tmp_path / "cache"
     shutil.copytree(quick_run["out"], out)
     shutil.copytree(quick_run["cache"], cache)
@@ -300,6 +302,7 @@ def test_rows_are_only_added_to_a_cell_computed_on_the_same_models(quick_run: di
         key = next(k for k, v in weights.items() if v.is_floating_point())
         weights[key] = weights[key] + 1e-3
         save_file(weights, path)
+        record_digest(path)  # a sound file of another build, not a damaged one (that would be retrained)
 
     # Another build of the target (as another CPU would train it): refused, nothing written.
     perturb("target-0.safetensors")
@@ -322,6 +325,38 @@ def test_rows_are_only_added_to_a_cell_computed_on_the_same_models(quick_run: di
     drop_remi_row()
     perturb("retrain-1.safetensors")
     assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(cache)]) == 2
+
+
+def test_a_cached_model_is_reused_only_while_its_sha256_checks_out(quick_run: dict, tmp_path: Path) -> None:
+    import shutil
+
+    from miunlearn.artefacts import digest_path
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    shutil.copytree(quick_run["out"], out)
+    shutil.copytree(quick_run["cache"], cache)
+    rows_path = out / "leaderboard.json"
+    stored = json.loads(rows_path.read_text())
+    rows_path.write_text(json.dumps([r for r in stored if (r["scenario"], r["method"], r["seed"])
+                                     != ("random10", "remi", 0)]))
+    (retrain,) = cache.rglob("random10/seed-0/retrain-1.safetensors")
+    (target,) = cache.rglob("target-0.safetensors")
+    sound = {p: p.read_bytes() for p in (retrain, target)}
+    damaged = bytearray(sound[retrain])
+    damaged[-1] ^= 1  # one flipped bit in the last weight
+    retrain.write_bytes(bytes(damaged))
+    digest_path(target).unlink()  # as a cache written before digests were recorded
+    with unlearn_calls() as calls:
+        assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(cache)]) == 0
+    # The damaged retrain is trained again (beside the one timed for the cell), the unverifiable target too; both
+    # come out bit-identical, so the cell's models digest accepts them and the recomputed row is the stored one.
+    assert calls.count("retrain") == 2
+    assert all(p.read_bytes() == sound[p] and digest_path(p).is_file() for p in sound)
+    timing = ("seconds", "retrain_seconds", "speedup", "work_ratio", "peak_mib")
+    again = next(r for r in json.loads(rows_path.read_text()) if (r["scenario"], r["method"], r["seed"])
+                 == ("random10", "remi", 0))
+    old = next(r for r in stored if (r["scenario"], r["method"], r["seed"]) == ("random10", "remi", 0))
+    assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in old.items() if k not in timing}
 
 
 @pytest.mark.slow
