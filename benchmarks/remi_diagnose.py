@@ -9,10 +9,11 @@
 For each seed (the leaderboard's target, request and independent retrains, cached in its folder) it puts side by
 side: the two retrains' forget accuracy (their spread is the noise floor), the forget accuracy of each OUT model of
 ReMI's approximator on the forgotten samples it never saw (``folds``: its own fold's; ``per-example``: all of D_f,
-and their averaged prediction's), and ReMI at the setting's tuned preset
+and their averaged prediction's), ReMI at the setting's tuned preset
 (``benchmarks/presets/<setting>-<scenario>.yaml``): its metrics, average gap, the accuracy it keeps on D_r, and why
-it stopped; with ``--ulira-own``, also the leaderboard's U-LiRA AUC of ReMI against the first retrain (ReMI re-run
-on each reference model, with the ``folds`` approximator that model's owner would fit), and with ``--ulira`` the
+it stopped, and a third independent retrain scored the way ReMI is (what a method exactly as good as retraining
+scores; with six seeds or more the summary tests ReMI against it seed by seed); with ``--ulira-own``, also the
+leaderboard's U-LiRA AUC of ReMI against the first retrain (ReMI re-run on each reference model, with the ``folds`` approximator that model's owner would fit), and with ``--ulira`` the
 same by an auditor who holds the target's own approximator (trained on its D_train). Seeds beyond the leaderboard's
 three are targets the tuning never saw either.
 
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 import yaml
 from rich.console import Console
+from scipy import stats
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -75,11 +77,20 @@ def add_remi_study_arguments(parser: argparse.ArgumentParser, seeds: int) -> Non
     parser.add_argument("--presets", type=Path, help="the leaderboard's --presets (default: its own)")
 
 
+THIRD_RETRAIN_SEEDS = 10_000
+"""A cell's third retrain is seeded ``THIRD_RETRAIN_SEEDS + seed``: apart from every cell's own retrains."""
+
+
 def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: int, params: dict, ulira: bool,
                   own: bool) -> dict:
     request, target, models, audit = lb.prepare_cell(ctx, scenario, seed, retrains)
     retrain_audits = [audit(m) for m, _ in models]
     mean_retrain = lb.mean_metrics(retrain_audits)
+    # One more independent retrain, scored as a method's row is (against the mean of the cell's retrains): what
+    # a method that is exactly as good as retraining scores under the leaderboard's measurement.
+    third, _ = lb.retrained(ctx, target, request, ctx.folder / scenario / f"seed-{seed}" / "retrain-third.safetensors",
+                            seed=THIRD_RETRAIN_SEEDS + seed)
+    third_audit = audit(third)
     out_models = list(getattr(ctx.approximator, "out_models", []))
     out_probs = [torch.softmax(predict_logits(m, request.forget), 1) for m in out_models]
     # ``folds``: model k never saw only the samples of fold k; elsewhere every OUT model never saw any of D_f
@@ -108,6 +119,9 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
         "retrain_error": float(np.mean([(a - b).abs().mean() for a, b in itertools.combinations(retrain_s, 2)])),
         "remi": lb.row_metrics(remi),
         "remi_avg_gap": average_gap(remi.metrics, mean_retrain),
+        "third_retrain": lb.row_metrics(third_audit),
+        "third_retrain_avg_gap": average_gap(third_audit.metrics, mean_retrain),
+        "third_retrain_strong": lb.strongest(third_audit),
         # how the model scores samples nobody trained on: mean and spread of s on D_test (a retrain keeps the
         # original's; a model that lowers its confidence everywhere narrows it)
         "test_s": {"remi": test_s(result.model, ctx.dataset.test),
@@ -128,6 +142,24 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
     }
 
 
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def third_retrain_comparison(rows: list[dict]) -> str:
+    """ReMI against a third independent retrain, both scored against the cell's two retrains, seed by seed: whether
+    ReMI's average gap is told apart from a retrain's under the leaderboard's own measurement (paired Wilcoxon)."""
+    remi = np.array([r["remi_avg_gap"] for r in rows])
+    third = np.array([r["third_retrain_avg_gap"] for r in rows])
+    diff = remi - third
+    test = (f"Wilcoxon signed-rank p = {stats.wilcoxon(diff).pvalue:.3f}" if len(rows) >= 6 and diff.any()
+            else "too few seeds for a test")
+    return (f"A third independent retrain scored like ReMI: avg gap {third.mean():.2f} ± {third.std():.2f}, strongest "
+            f"reference attack AUC / TPR at 1% FPR {strong(rows, 'third_retrain_strong', 0):.3f} / "
+            f"{strong(rows, 'third_retrain_strong', 1):.3f}; ReMI minus it, seed by seed: {diff.mean():+.2f} "
+            f"(ReMI closer on {int((diff < 0).sum())} of {len(rows)} seeds; {test}).")
+
+
 def test_s(model: torch.nn.Module, data) -> list[float]:
     """Mean and standard deviation of ``s`` on ``data``."""
     s = logit_confidence(predict_logits(model, data), data.y.cpu())
@@ -141,14 +173,15 @@ def strong(rows: list[dict], key: str, which: int) -> float:
 
 def summary(rows: list[dict]) -> str:
     lines = ["| seed | retrains' forget % | OUT models' forget % (ensemble) | ReMI forget % | ReMI retain % | "
-             "ReMI avg gap | floor | ReMI epochs | speedup |", "|" + "---|" * 9]
+             "ReMI avg gap | third retrain's avg gap | floor | ReMI epochs | speedup |", "|" + "---|" * 10]
     for r in rows:
         out = ", ".join(f"{a * 100:.1f}" for a in r["out_forget_acc"])
         ensemble = f" ({r['out_ensemble_forget_acc'] * 100:.1f})" if r["out_ensemble_forget_acc"] is not None else ""
         retrains = ", ".join(f"{a * 100:.1f}" for a in r["retrain_forget_acc"])
         lines.append(f"| {r['seed']} | {retrains} | {out}{ensemble} "
                      f"| {r['remi']['forget_acc'] * 100:.1f} | {r['remi']['retain_acc'] * 100:.1f} | "
-                     f"{r['remi_avg_gap']:.2f} | {r['floor_avg_gap']:.2f} | {r['remi_epochs']:.1f} | "
+                     f"{r['remi_avg_gap']:.2f} | {_number(r.get('third_retrain_avg_gap'))} | "
+                     f"{r['floor_avg_gap']:.2f} | {r['remi_epochs']:.1f} | "
                      f"{r['speedup']:.1f}x |")
     mean_retrain = [np.mean(r["retrain_forget_acc"]) for r in rows]
     floor = np.mean([abs(r["retrain_forget_acc"][0] - r["retrain_forget_acc"][1]) for r in rows]) * 100
@@ -168,6 +201,9 @@ def summary(rows: list[dict]) -> str:
     lines[-1] += (f" The approximator's OUT prediction of s vs a retrain's on D_f: mean |Δ| "
                   f"{np.mean([r['out_error'] for r in rows]):.2f} (one retrain vs another: "
                   f"{np.mean([r['retrain_error'] for r in rows]):.2f}).")
+    thirds = [r for r in rows if r.get("third_retrain_avg_gap") is not None]
+    if thirds:
+        lines[-1] += " " + third_retrain_comparison(thirds)
     spreads = [r["test_s"] for r in rows if "test_s" in r]
     if spreads:
         lines[-1] += (f" s on D_test, mean ± spread: ReMI {np.mean([t['remi'][0] for t in spreads]):.2f} ± "
@@ -211,7 +247,7 @@ def main(argv: list[str]) -> int:
     rows = lb.study_rows(
         path, version, "remi_diagnose.py", argv, args.seeds, console, f"{args.setting}/{args.scenario}",
         lambda seed: diagnose_seed(ctx, args.scenario, seed, opts.retrains, params, args.ulira, args.ulira_own),
-        done=lambda r: ((r.get("ulira_auc") is not None or not args.ulira)
+        done=lambda r: ("third_retrain_avg_gap" in r and (r.get("ulira_auc") is not None or not args.ulira)
                         and (r.get("ulira_own_auc") is not None or not args.ulira_own)))
     print(summary(rows))
     return 0

@@ -419,9 +419,17 @@ def test_remi_diagnosis_sets_out_models_and_remi_beside_the_retrains(quick_run: 
         assert len(row["retrain_forget_acc"]) == 2 and len(row["out_forget_acc"]) >= 1
         assert all(0 <= a <= 1 for a in [*row["retrain_forget_acc"], *row["out_forget_acc"], *row["remi"].values()])
         assert row["remi_avg_gap"] >= 0 and row["remi_stop_reason"]
+        # the third retrain is another model than the cell's two, scored against their mean like ReMI
+        assert row["third_retrain_avg_gap"] >= 0 and row["third_retrain"] != row["remi"]
         assert len(row["test_s"]["retrains"]) == 2 and all(spread > 0 for _, spread in row["test_s"]["retrains"])
+    seed_dirs = list(quick_run["cache"].rglob("random10/seed-[01]"))
+    assert len(seed_dirs) == 2
+    for seed_dir in seed_dirs:
+        assert (seed_dir / "retrain-third.safetensors").read_bytes() not in [
+            (seed_dir / f"retrain-{r}.safetensors").read_bytes() for r in range(2)]
     printed = capsys.readouterr().out
     assert "retrain vs retrain" in printed and "s on D_test, mean ± spread: ReMI" in printed
+    assert "A third independent retrain scored like ReMI" in printed and "too few seeds for a test" in printed
     assert remi_diagnose.main(args) == 0  # resumes: every seed already stored, nothing recomputed
     assert json.loads(path.read_text()) == stored
     assert remi_diagnose.main(["digits_mlp", "nosuch"]) == 2
