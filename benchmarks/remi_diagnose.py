@@ -13,9 +13,9 @@ and their averaged prediction's), ReMI at the setting's tuned preset
 (``benchmarks/presets/<setting>-<scenario>.yaml``): its metrics, average gap, the accuracy it keeps on D_r, and why
 it stopped, and a third independent retrain scored the way ReMI is (what a method exactly as good as retraining
 scores; with six seeds or more the summary tests ReMI against it seed by seed); with ``--ulira-own``, also the
-leaderboard's U-LiRA AUC of ReMI against the first retrain (ReMI re-run on each reference model, with the ``folds`` approximator that model's owner would fit), and with ``--ulira`` the
-same by an auditor who holds the target's own approximator (trained on its D_train). Seeds beyond the leaderboard's
-three are targets the tuning never saw either.
+leaderboard's U-LiRA AUC of ReMI against the first retrain (ReMI re-run on each reference model, with the ``folds``
+approximator that model's owner would fit), and with ``--ulira`` the same by an auditor who holds the target's own
+approximator (trained on its D_train). Seeds beyond the leaderboard's three are targets the tuning never saw either.
 
 ``--set key=value`` changes ReMI settings on top of the preset; ``--config key=value`` the setting's run config
 (e.g. the approximator; the targets and retrains stay those of the leaderboard's cache). Rows go to
