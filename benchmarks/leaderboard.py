@@ -661,13 +661,18 @@ def ulira_auc(ctx: SettingContext, method: str, params: dict, model: nn.Module, 
     return float(auc_many(positives[None], negatives[None])[0])
 
 
+def cell_folder(ctx: SettingContext, scenario: str, seed: int) -> Path:
+    """Where a cell's retrains and method models are cached."""
+    return ctx.folder / scenario / f"seed-{seed}"
+
+
 def prepare_cell(ctx: SettingContext, scenario: str, seed: int, retrains: int) -> tuple[
         Request, nn.Module, list[tuple[nn.Module, dict]], Callable[[nn.Module], Audited]]:
     """One cell's request, target and independent retrains (model, facts), all cached, and its auditor: metrics
     and reference attacks on D_f against D_audit."""
     request = make_request(ctx, scenario, seed)
     target = target_model(ctx, seed)
-    folder = ctx.folder / scenario / f"seed-{seed}"
+    folder = cell_folder(ctx, scenario, seed)
     models = [retrained(ctx, target, request, folder / f"retrain-{r}.safetensors", seed=retrain_seed(seed, r, retrains))
               for r in range(retrains)]
     pool = ctx.dataset.pool
@@ -736,7 +741,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
         return
     console.log(f"{key}: target, {opts.retrains} retrains, {len(pending)} row(s) to compute")
     request, target, retrains, audit = prepare_cell(ctx, scenario, seed, opts.retrains)
-    folder = ctx.folder / scenario / f"seed-{seed}"
+    folder = cell_folder(ctx, scenario, seed)
     n_f = len(request.forget_idx)
     retrain_audits = [audit(m) for m, _ in retrains]
     digest = models_digest([target, *(m for m, _ in retrains), *ctx.refs.models])

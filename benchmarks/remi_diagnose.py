@@ -88,7 +88,7 @@ def diagnose_seed(ctx: lb.SettingContext, scenario: str, seed: int, retrains: in
     mean_retrain = lb.mean_metrics(retrain_audits)
     # One more independent retrain, scored as a method's row is (against the mean of the cell's retrains): what
     # a method that is exactly as good as retraining scores under the leaderboard's measurement.
-    third, _ = lb.retrained(ctx, target, request, ctx.folder / scenario / f"seed-{seed}" / "retrain-third.safetensors",
+    third, _ = lb.retrained(ctx, target, request, lb.cell_folder(ctx, scenario, seed) / "retrain-third.safetensors",
                             seed=THIRD_RETRAIN_SEEDS + seed)
     third_audit = audit(third)
     out_models = list(getattr(ctx.approximator, "out_models", []))

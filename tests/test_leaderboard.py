@@ -24,6 +24,8 @@ import leaderboard  # noqa: E402
 from miunlearn.config import load_config  # noqa: E402
 
 QUICK = ["--quick", "--settings", "digits_mlp", "--methods", "remi,finetune,ssd", "--seeds", "2"]
+TIMING = ("seconds", "retrain_seconds", "speedup", "work_ratio", "peak_mib")
+"""Row keys a rerun may change: what it measured of its own time."""
 
 
 @pytest.mark.parametrize("scenario", ["random10", "small1", "class"])
@@ -257,10 +259,9 @@ def test_speedups_divide_a_retrain_timed_in_the_same_run(quick_run: dict, tmp_pa
     # Each untimed row is rerun once beside one retrain of its cell, and nothing else (U-LiRA is kept: same model).
     assert sorted(calls) == ["remi", "retrain", "retrain", "ssd"]
     after = {(r["scenario"], r["method"], r["seed"]): r for r in json.loads((out / "leaderboard.json").read_text())}
-    timing = ("seconds", "retrain_seconds", "speedup", "work_ratio", "peak_mib")
     for row in before:
         new = after[(row["scenario"], row["method"], row["seed"])]
-        assert {k: v for k, v in new.items() if k not in timing} == {k: v for k, v in row.items() if k not in timing}
+        assert {k: v for k, v in new.items() if k not in TIMING} == {k: v for k, v in row.items() if k not in TIMING}
     retimed = json.loads((out / "leaderboard_cells.json").read_text())["digits_mlp/random10/0"]
     assert retimed["methods"]["remi"]["timed_in"] == retimed["timing"]["run"] != first["timing"]["run"]
     assert "retrain_seconds" not in retimed
@@ -289,11 +290,10 @@ def test_rows_are_only_added_to_a_cell_computed_on_the_same_models(quick_run: di
     # The same cache: the row is computed again beside the kept ones, and comes out the same.
     drop_remi_row()
     assert leaderboard.main([*QUICK, "--out", str(out), "--cache", str(cache)]) == 0
-    timing = ("seconds", "retrain_seconds", "speedup", "work_ratio", "peak_mib")
     again = {(r["scenario"], r["method"], r["seed"]): r for r in json.loads(rows_path.read_text())}
     old = next(r for r in stored if (r["scenario"], r["method"], r["seed"]) == ("random10", "remi", 0))
-    assert {k: v for k, v in again[("random10", "remi", 0)].items() if k not in timing} == {
-        k: v for k, v in old.items() if k not in timing}
+    assert {k: v for k, v in again[("random10", "remi", 0)].items() if k not in TIMING} == {
+        k: v for k, v in old.items() if k not in TIMING}
 
     def perturb(name: str) -> None:
         (path,) = [p for p in cache.rglob(name) if "calibration" not in str(p)
@@ -352,11 +352,10 @@ def test_a_cached_model_is_reused_only_while_its_sha256_checks_out(quick_run: di
     # come out bit-identical, so the cell's models digest accepts them and the recomputed row is the stored one.
     assert calls.count("retrain") == 2
     assert all(p.read_bytes() == sound[p] and digest_path(p).is_file() for p in sound)
-    timing = ("seconds", "retrain_seconds", "speedup", "work_ratio", "peak_mib")
     again = next(r for r in json.loads(rows_path.read_text()) if (r["scenario"], r["method"], r["seed"])
                  == ("random10", "remi", 0))
     old = next(r for r in stored if (r["scenario"], r["method"], r["seed"]) == ("random10", "remi", 0))
-    assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in old.items() if k not in timing}
+    assert {k: v for k, v in again.items() if k not in TIMING} == {k: v for k, v in old.items() if k not in TIMING}
 
 
 @pytest.mark.slow
