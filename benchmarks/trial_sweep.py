@@ -34,6 +34,11 @@ from miunlearn.tuning import completed_trials, tune  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
 
 
+def work(facts: dict) -> float:
+    """Samples processed, inference counted at the leaderboard's share of a trained sample."""
+    return facts["samples_trained"] + lb.INFERENCE_COST * facts["samples_inferred"]
+
+
 def summary(rows: list[dict], variants: list[str]) -> str:
     trials = sorted({r["trial"] for r in rows})
     lines = ["| trial | objective | settings | " + " | ".join(f"{v}: avg gap, strong AUC" for v in variants) + " |",
@@ -53,6 +58,9 @@ def summary(rows: list[dict], variants: list[str]) -> str:
     lines.append("")
     lines.append(f"Mean over {len(trials)} trials and seeds {', '.join(map(str, seeds))}: " + "; ".join(
         f"{v} {np.nanmean(means[v]):.2f}" for v in variants))
+    lines[-1] += "; retraining's work / the method's, mean over trials: " + "; ".join(
+        f"{v} {np.mean([r['work_ratio'] for r in rows if r['variant'] == v and 'work_ratio' in r]):.2f}x"
+        for v in variants)
     for v in variants[1:]:
         better = sum(a < b for a, b in zip(means[v], means[variants[0]]))
         lines[-1] += f"; {v} closer than {variants[0]} on {better} of {len(trials)} trials"
@@ -97,18 +105,21 @@ def main(argv: list[str]) -> int:
                 if seed not in cells:
                     request, target, models, audit = lb.prepare_cell(ctx, args.scenario, seed, opts.retrains)
                     audits = [audit(m) for m, _ in models]
-                    cells[seed] = (request, target, audit, lb.mean_metrics(audits))
-                request, target, audit, mean_retrain = cells[seed]
+                    retrain_work = float(np.mean([work(f) for _, f in models]))
+                    cells[seed] = (request, target, audit, lb.mean_metrics(audits), retrain_work)
+                request, target, audit, mean_retrain, retrain_work = cells[seed]
                 params = trial.params | overrides[variant]
-                model = unlearn(target, request.forget, request.retain, args.method, params,
-                                reference=ctx.reference, approximator=ctx.approximator, recipe=ctx.config.train,
-                                seed=seed).model
-                audited = audit(model)
+                result = unlearn(target, request.forget, request.retain, args.method, params,
+                                 reference=ctx.reference, approximator=ctx.approximator, recipe=ctx.config.train,
+                                 seed=seed)
+                audited = audit(result.model)
+                record = result.record
                 auc, tpr = lb.strongest(audited)
                 rows.append({"trial": trial.number, "objective": trial.value, "params": trial.params,
                              "variant": variant, "seed": seed, "version": version,
                              "avg_gap": average_gap(audited.metrics, mean_retrain), "strong_auc": auc,
-                             "strong_tpr": tpr})
+                             "strong_tpr": tpr, "seconds": record.seconds,
+                             "work_ratio": retrain_work / work(vars(record))})
                 lb.save_study(path, "trial_sweep.py", argv, rows=rows)
             console.log(f"trial {trial.number}, {variant or 'as tuned'}: done")
     print(summary([r for r in rows if r["seed"] in seeds and r["variant"] in variants], variants))

@@ -573,12 +573,14 @@ def test_trial_sweep_runs_every_tuned_trial_under_each_variant_on_dev_seeds_only
     rows = stored["rows"]
     assert len(rows) == 2 * 2 and {r["variant"] for r in rows} == {kl, logits}  # 2 quick trials
     assert all(r["seed"] == 2 and r["avg_gap"] >= 0 and 0 <= r["strong_auc"] <= 1 for r in rows)
+    assert all(r["work_ratio"] > 0 and r["seconds"] > 0 for r in rows)  # the cost beside the closeness
     tuned = yaml.safe_load((quick_run["out"] / "presets" / "digits_mlp-random10.yaml").read_text())
     best = min(rows, key=lambda r: r["objective"])
     assert best["params"] == tuned["unlearn"]["params"]["remi"]  # the leaderboard's own study, all of its trials
     by_variant = {v: [r["avg_gap"] for r in rows if r["variant"] == v] for v in (kl, logits)}
     assert by_variant[kl] != by_variant[logits]  # the variant reached the method
-    assert f"closer than {kl} on" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"closer than {kl} on" in out and "retraining's work / the method's" in out
     assert trial_sweep.main(args) == 0 and json.loads(path.read_text()) == stored  # resumes: nothing recomputed
     assert trial_sweep.main([*args[:3], "--seeds", "0,2"]) == 2
     assert "are ones the leaderboard evaluates (0..1); dev seeds start at 2" in capsys.readouterr().err
