@@ -266,6 +266,11 @@ def work_of(record: Any) -> float:
     return record.samples_trained + INFERENCE_COST * record.samples_inferred
 
 
+def mean_work(retrains: list[tuple[nn.Module, dict]]) -> float:
+    """The mean work of a cell's retrains, from the facts cached with each (what a method's work is divided by)."""
+    return float(np.mean([f["samples_trained"] + INFERENCE_COST * f["samples_inferred"] for _, f in retrains]))
+
+
 def auc_many(members: np.ndarray, non_members: np.ndarray) -> np.ndarray:
     """Row-wise ROC AUC (ties count half) of (B, n1) member and (B, n0) non-member scores."""
     n1, n0 = members.shape[1], non_members.shape[1]
@@ -757,7 +762,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
         console.log(f"[yellow]{key}: the retrain timed now differs from the cached one of the same seed: rows "
                     "computed in other runs may not be reproducible[/yellow]")
     retrain_seconds = timing["seconds"] if timing is not None else None
-    retrain_work = float(np.mean([f["samples_trained"] + INFERENCE_COST * f["samples_inferred"] for _, f in retrains]))
+    retrain_work = mean_work(retrains)
     cell = results.cells.get(key, {})
     cell.update({"models": digest, "floor": floor, "forget_size": n_f,
                  "retain_size": len(request.retain), "audit_size": len(ctx.audit),

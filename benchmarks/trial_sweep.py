@@ -34,11 +34,6 @@ from miunlearn.tuning import completed_trials, tune  # noqa: E402
 from miunlearn.unlearning import unlearn  # noqa: E402
 
 
-def work(facts: dict) -> float:
-    """Samples processed, inference counted at the leaderboard's share of a trained sample."""
-    return facts["samples_trained"] + lb.INFERENCE_COST * facts["samples_inferred"]
-
-
 def summary(rows: list[dict], variants: list[str]) -> str:
     trials = sorted({r["trial"] for r in rows})
     lines = ["| trial | objective | settings | " + " | ".join(f"{v}: avg gap, strong AUC" for v in variants) + " |",
@@ -105,21 +100,19 @@ def main(argv: list[str]) -> int:
                 if seed not in cells:
                     request, target, models, audit = lb.prepare_cell(ctx, args.scenario, seed, opts.retrains)
                     audits = [audit(m) for m, _ in models]
-                    retrain_work = float(np.mean([work(f) for _, f in models]))
-                    cells[seed] = (request, target, audit, lb.mean_metrics(audits), retrain_work)
+                    cells[seed] = (request, target, audit, lb.mean_metrics(audits), lb.mean_work(models))
                 request, target, audit, mean_retrain, retrain_work = cells[seed]
                 params = trial.params | overrides[variant]
                 result = unlearn(target, request.forget, request.retain, args.method, params,
                                  reference=ctx.reference, approximator=ctx.approximator, recipe=ctx.config.train,
                                  seed=seed)
                 audited = audit(result.model)
-                record = result.record
                 auc, tpr = lb.strongest(audited)
                 rows.append({"trial": trial.number, "objective": trial.value, "params": trial.params,
                              "variant": variant, "seed": seed, "version": version,
                              "avg_gap": average_gap(audited.metrics, mean_retrain), "strong_auc": auc,
-                             "strong_tpr": tpr, "seconds": record.seconds,
-                             "work_ratio": retrain_work / work(vars(record))})
+                             "strong_tpr": tpr, "seconds": result.record.seconds,
+                             "work_ratio": retrain_work / lb.work_of(result.record)})
                 lb.save_study(path, "trial_sweep.py", argv, rows=rows)
             console.log(f"trial {trial.number}, {variant or 'as tuned'}: done")
     print(summary([r for r in rows if r["seed"] in seeds and r["variant"] in variants], variants))
