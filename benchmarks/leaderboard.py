@@ -9,9 +9,10 @@ Protocol, per setting (dataset + architecture + recipe, one fixed role split):
 - one approximator (ReMI's guidance; by default ``folds``: OUT models that each left a quarter of D_train out) and
   ``--references`` reference models for LiRA/RMIA, cached and shared by every method, scenario and seed of
   the setting (they depend on the split, not the request);
-- per scenario (random 10%, one class, 1% of D_train) a *calibration request* of the same kind and size,
-  disjoint from every evaluated request, with its own retrain: every method except retraining is tuned on
-  it with ``--trials`` Optuna TPE trials (:mod:`miunlearn.tuning`; the objective is documented there),
+- per scenario (random 10%, one class, 1% of D_train) ``--calibration-requests`` *calibration requests* of the
+  same kind and size, disjoint from each other and from every evaluated request, each with its own retrain: every
+  method except retraining is tuned on them with ``--trials`` Optuna TPE trials (:mod:`miunlearn.tuning`; the
+  objective, averaged over the calibration requests, is documented there),
   and the chosen settings are saved as ``<presets>/<setting>-<scenario>.yaml`` (``unlearn.preset=FILE``);
 - per seed (target initialisation, request, method seed) the target, ``--retrains`` independent retrains
   (the gold standard and the noise floor) and every method with its tuned settings; metrics against the
@@ -146,21 +147,31 @@ SCENARIOS.register("class")(Scenario(None))
 SCENARIOS.register("small1")(Scenario(0.01))
 
 
-def request_positions(scenario: Scenario, labels: np.ndarray, num_classes: int, seed: int | None) -> np.ndarray:
-    """Positions in D_train of a request; ``seed=None`` gives the calibration request.
+def request_positions(scenario: Scenario, labels: np.ndarray, num_classes: int, seed: int | None,
+                      calibration_requests: int = 1, calibration: int = 0) -> np.ndarray:
+    """Positions in D_train of a request; ``seed=None`` gives calibration request number ``calibration``.
 
-    Random kinds: the calibration request is the head of a fixed permutation of D_train and every evaluated
-    request is drawn from the rest, so they never overlap. Class kind: the calibration request is the last
-    class, the evaluated ones the classes ``seed mod (C - 1)``."""
+    Random kinds: calibration request ``k`` is the ``k``-th slice of a fixed permutation of D_train and every
+    evaluated request is drawn from what the ``calibration_requests`` slices leave, so none overlap. Class kind:
+    calibration request ``k`` is class ``C - 1 - k``, the evaluated ones the classes ``seed mod (C - K)``. A
+    calibration request does not depend on how many there are; the evaluated requests do (except with one)."""
+    if not 0 <= calibration < calibration_requests:
+        raise MiunlearnError(f"calibration request {calibration} of {calibration_requests} does not exist")
     if scenario.fraction is None:
-        cls = num_classes - 1 if seed is None else seed % (num_classes - 1)
+        if calibration_requests >= num_classes:
+            raise MiunlearnError(f"{calibration_requests} calibration classes leave none of the {num_classes} "
+                                 "classes to evaluate")
+        cls = num_classes - 1 - calibration if seed is None else seed % (num_classes - calibration_requests)
         return np.flatnonzero(labels == cls)
     n = len(labels)
     count = max(1, int(round(scenario.fraction * n)))
+    if (calibration_requests + 1) * count > n:
+        raise MiunlearnError(f"{calibration_requests} calibration requests of {count} samples leave too few of "
+                             f"D_train's {n} to draw an evaluated request from")
     order = np.random.default_rng(0xCA11B).permutation(n)
-    calibration, rest = order[:count], order[count:]
+    rest = order[calibration_requests * count:]
     if seed is None:
-        return np.sort(calibration)
+        return np.sort(order[calibration * count:(calibration + 1) * count])
     return np.sort(np.random.default_rng(seed).choice(rest, size=count, replace=False))
 
 
@@ -178,6 +189,8 @@ class Options:
     trials: int = 8
     references: int = 8
     ulira_seeds: int = 1
+    calibration_requests: int = 1
+    """Calibration requests per scenario, the tuning objective averaged over them."""
     quick: bool = False
     executor: str = "local"
     benchmarks_md: Path | None = None
@@ -331,6 +344,7 @@ class SettingContext:
     device: torch.device
     own_approximators: list | None = None
     """Per reference model, the approximator its owner would fit (:func:`reference_approximators`), once built."""
+    calibration_requests: int = 1
 
 
 def setting_config(name: str, opts: Options) -> RunConfig:
@@ -406,7 +420,7 @@ def prepare_setting(name: str, opts: Options, console: Console) -> SettingContex
     ref_pop = torch.stack([predict_logits(m.to(device), population, device) for m in refs.models])
     folder = opts.cache / "leaderboard" / f"{name}-{config_digest(config, opts)}"
     return SettingContext(name, config, dataset, splits.train, splits.audit, pool.subset(splits.ref), approximator,
-                          refs, population, ref_pop, folder, device)
+                          refs, population, ref_pop, folder, device, calibration_requests=opts.calibration_requests)
 
 
 def fresh_model(ctx: SettingContext) -> nn.Module:
@@ -455,9 +469,10 @@ class Request:
     """Indices in the pool."""
 
 
-def make_request(ctx: SettingContext, scenario: str, seed: int | None) -> Request:
+def make_request(ctx: SettingContext, scenario: str, seed: int | None, calibration: int = 0) -> Request:
     labels = ctx.dataset.pool.y[torch.as_tensor(ctx.train)].numpy()
-    positions = request_positions(SCENARIOS.get(scenario), labels, ctx.dataset.info.num_classes, seed)
+    positions = request_positions(SCENARIOS.get(scenario), labels, ctx.dataset.info.num_classes, seed,
+                                  ctx.calibration_requests, calibration)
     forget_idx = ctx.train[positions]
     retain_idx = np.setdiff1d(ctx.train, forget_idx)
     pool = ctx.dataset.pool
@@ -502,17 +517,26 @@ def tuning_sets(ctx: SettingContext, request: Request) -> EvaluationSets:
     return EvaluationSets(request.retain, request.forget, test, test.subset(np.sort(half)))
 
 
-def calibration_task(ctx: SettingContext, scenario: str) -> tuple[CalibrationTask, Path, dict]:
-    """What every trial of this scenario sees (the calibration request, its retrain's metrics), the folder of
-    its tuning journals, and the key their studies are named by (add :func:`study_key`'s method part)."""
-    request = make_request(ctx, scenario, None)
+def calibration_tasks(ctx: SettingContext, scenario: str, count: int | None = None) -> tuple[
+        list[CalibrationTask], Path, dict]:
+    """What every trial of this scenario sees (the first ``count`` calibration requests, by default the setting's
+    number, each with its retrain's metrics), the folder of its tuning journals, and the key their studies are
+    named by (add :func:`study_key`'s method part). Request ``k`` is unlearned with seed ``k``; the key of one
+    request is the one it always had, so the journals of one-request tuning stay valid."""
+    count = ctx.calibration_requests if count is None else count
     target = target_model(ctx, 0)
     folder = ctx.folder / scenario / "calibration"
-    retrain_model, _ = retrained(ctx, target, request, folder / "retrain.safetensors", seed=0)
-    sets = tuning_sets(ctx, request)
-    task = CalibrationTask(target, sets, calibration_metrics(retrain_model, sets, ctx.config.train), ctx.reference,
-                           ctx.approximator, ctx.config.train, seed=0)
-    return task, folder, {"setting": ctx.folder.name, "scenario": scenario, "calibration": request.forget_idx.tolist()}
+    tasks, forgotten = [], []
+    for k in range(count):
+        request = make_request(ctx, scenario, None, calibration=k)
+        path = (folder if k == 0 else ctx.folder / scenario / f"calibration-{k}") / "retrain.safetensors"
+        retrain_model, _ = retrained(ctx, target, request, path, seed=k)
+        sets = tuning_sets(ctx, request)
+        tasks.append(CalibrationTask(target, sets, calibration_metrics(retrain_model, sets, ctx.config.train),
+                                     ctx.reference, ctx.approximator, ctx.config.train, seed=k))
+        forgotten.append(request.forget_idx.tolist())
+    return tasks, folder, {"setting": ctx.folder.name, "scenario": scenario,
+                           "calibration": forgotten[0] if count == 1 else forgotten}
 
 
 def study_key(ctx: SettingContext, key: dict, method: str) -> dict:
@@ -522,14 +546,14 @@ def study_key(ctx: SettingContext, key: dict, method: str) -> dict:
 
 def tune_scenario(ctx: SettingContext, scenario: str, methods: list[str], opts: Options,
                   console: Console) -> dict[str, dict]:
-    """Tune every method on this scenario's calibration request; write and return the preset."""
-    task, folder, key = calibration_task(ctx, scenario)
+    """Tune every method on this scenario's calibration requests; write and return the preset."""
+    tasks, folder, key = calibration_tasks(ctx, scenario)
     preset_path = opts.presets / f"{ctx.name}-{scenario}.yaml"
     params: dict[str, dict] = {}
     tuned: dict[str, dict] = {}
     for method in [m for m in methods if m in SEARCH_SPACES]:
         start = time.perf_counter()
-        result = tune(method, task, opts.trials, folder / "trials" / f"{method}.journal", study_key(ctx, key, method),
+        result = tune(method, tasks, opts.trials, folder / "trials" / f"{method}.journal", study_key(ctx, key, method),
                       seed=0, executor=opts.executor)
         console.log(f"{ctx.name}/{scenario}: tuned {method} ({result.trials_run_now} new trial(s), "
                     f"{time.perf_counter() - start:.0f} s): distance {result.value:.2f} with {result.params}")
@@ -551,8 +575,9 @@ def write_preset(path: Path, setting: str, scenario: str, params: dict[str, dict
     merged_tuning = (old.get("tuning", {}).get("methods", {}) if old else {}) | tuned
     data = {"unlearn": {"params": merged_params},
             "tuning": {"setting": setting, "scenario": scenario, "trials": opts.trials, "sampler": "optuna TPE",
-                       "objective": "avg_gap + 100 * |loss AUC - retrain's| on the calibration request "
-                                    "(miunlearn.tuning)", "methods": merged_tuning,
+                       "calibration_requests": opts.calibration_requests,
+                       "objective": "avg_gap + 100 * |loss AUC - retrain's|, the mean over the calibration "
+                                    "requests (miunlearn.tuning)", "methods": merged_tuning,
                        "command": "python benchmarks/leaderboard.py" + (" --quick" if opts.quick else "")}}
     with atomic_write(path) as fh:
         shown = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
@@ -667,8 +692,10 @@ def ulira_auc(ctx: SettingContext, method: str, params: dict, model: nn.Module, 
 
 
 def cell_folder(ctx: SettingContext, scenario: str, seed: int) -> Path:
-    """Where a cell's retrains and method models are cached."""
-    return ctx.folder / scenario / f"seed-{seed}"
+    """Where a cell's retrains and method models are cached: the evaluated requests depend on the number of
+    calibration requests (they are drawn from what those leave), so each number has its own cells."""
+    suffix = "" if ctx.calibration_requests == 1 else f"-calibration{ctx.calibration_requests}"
+    return ctx.folder / f"{scenario}{suffix}" / f"seed-{seed}"
 
 
 def prepare_cell(ctx: SettingContext, scenario: str, seed: int, retrains: int) -> tuple[
@@ -678,6 +705,7 @@ def prepare_cell(ctx: SettingContext, scenario: str, seed: int, retrains: int) -
     request = make_request(ctx, scenario, seed)
     target = target_model(ctx, seed)
     folder = cell_folder(ctx, scenario, seed)
+    check_request(folder, request)
     models = [retrained(ctx, target, request, folder / f"retrain-{r}.safetensors", seed=retrain_seed(seed, r, retrains))
               for r in range(retrains)]
     pool = ctx.dataset.pool
@@ -691,6 +719,19 @@ def prepare_cell(ctx: SettingContext, scenario: str, seed: int, retrains: int) -
         return audit_model(ctx, model, sets, scored, len(request.forget_idx), member, ref_logits)
 
     return request, target, models, audit
+
+
+def check_request(folder: Path, request: Request) -> None:
+    """Refuse a cell folder whose cached models were made for another request (recorded by the first run there)."""
+    path = folder / "request.json"
+    digest = hashlib.sha256(np.asarray(request.forget_idx, dtype=np.int64).tobytes()).hexdigest()
+    if path.is_file():
+        if json.loads(path.read_text()).get("forget_sha256") != digest:
+            raise MiunlearnError(f"{folder} holds models of another request than this run's; move it away to "
+                                 "retrain them")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"forget_sha256": digest, "forget": len(request.forget_idx)})
 
 
 def models_digest(models: list[nn.Module]) -> str:
@@ -924,9 +965,15 @@ def record_invocation(opts: Options, seconds: float, interrupted: bool) -> None:
             "wall_seconds": seconds, "settings": list(opts.settings), "run": opts.run_id} | (
                 {"interrupted": True} if interrupted else {})
     meta = {"machine": machine(), "runs": invocation_records(old) + [this],
-            "protocol": {k: getattr(opts, k) for k in ("seeds", "retrains", "trials", "references", "ulira_seeds",
-                                                       "quick")}}
+            "protocol": protocol(opts)}
     write_json(meta_path, meta)
+
+
+def protocol(opts: Options) -> dict:
+    """The counts a run's rows depend on; one calibration request, the only number before there could be several,
+    is left out, so runs from before compare equal."""
+    counts = {k: getattr(opts, k) for k in ("seeds", "retrains", "trials", "references", "ulira_seeds", "quick")}
+    return counts | ({"calibration_requests": opts.calibration_requests} if opts.calibration_requests != 1 else {})
 
 
 def invocation_records(meta: dict) -> list[dict]:
@@ -1213,6 +1260,8 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--trials", type=int)
     parser.add_argument("--references", type=int)
     parser.add_argument("--ulira-seeds", type=int)
+    parser.add_argument("--calibration-requests", type=int,
+                        help="calibration requests per scenario, tuning on their mean (default 1)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="ray: tuning trials as Ray Tune trials, reference/shadow models as Ray tasks")
     parser.add_argument("--out", type=Path)
@@ -1229,12 +1278,14 @@ def parse_args(argv: list[str]) -> Options:
                         help="fold another --out folder's rows into --out (then report), e.g. of a parallel process")
     parser.add_argument("overrides", nargs="*", help="run-config overrides for every setting (key=value)")
     args = parser.parse_args(argv)
-    quick = {"seeds": 2, "retrains": 2, "trials": 2, "references": 4, "ulira_seeds": 1}
-    full = {"seeds": 3, "retrains": 2, "trials": 8, "references": 8, "ulira_seeds": 1}
+    quick = {"seeds": 2, "retrains": 2, "trials": 2, "references": 4, "ulira_seeds": 1, "calibration_requests": 1}
+    full = {"seeds": 3, "retrains": 2, "trials": 8, "references": 8, "ulira_seeds": 1, "calibration_requests": 1}
     base = quick if args.quick else full
     counts = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in base.items()}
-    if counts["retrains"] < 2 or counts["seeds"] < 1 or counts["trials"] < 1 or counts["references"] < 2:
-        raise MiunlearnError("need --retrains >= 2 (the noise floor), --seeds >= 1, --trials >= 1, --references >= 2")
+    if counts["retrains"] < 2 or counts["seeds"] < 1 or counts["trials"] < 1 or counts["references"] < 2 \
+            or counts["calibration_requests"] < 1:
+        raise MiunlearnError("need --retrains >= 2 (the noise floor), --seeds >= 1, --trials >= 1, --references >= 2, "
+                             "--calibration-requests >= 1")
     out = args.out or (ROOT / "runs" / "leaderboard-quick" if args.quick else HERE / "results")
     opts = Options(
         settings=_names(args.settings, SETTINGS, ("location_mlp",) if args.quick else DEFAULT_SETTINGS),
@@ -1257,6 +1308,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--quick", action="store_true", help="the leaderboard's --quick targets, cache and presets")
     parser.add_argument("--cache", type=Path, help="the leaderboard's --cache (default: its own)")
+    parser.add_argument("--calibration-requests", type=int, default=1,
+                        help="the leaderboard's --calibration-requests (its cells and tuning depend on it)")
 
 
 def one_line_errors(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
@@ -1308,7 +1361,16 @@ def study_options(args: argparse.Namespace, overrides: list[str] | None = None) 
     presets = getattr(args, "presets", None)
     return parse_args(["--settings", args.setting, *(["--quick"] if args.quick else []), *(overrides or []),
                        *(["--cache", str(args.cache)] if args.cache else []),
-                       *(["--presets", str(presets)] if presets else [])])
+                       *(["--presets", str(presets)] if presets else []),
+                       *(["--trials", str(args.trials)] if getattr(args, "trials", None) else []),
+                       "--calibration-requests", str(args.calibration_requests)])
+
+
+def study_stem(args: argparse.Namespace) -> str:
+    """``<setting>-<scenario>``, naming a study script's results file, and the number of calibration requests when it
+    is not one: the cells, hence the rows, depend on it."""
+    count = args.calibration_requests
+    return f"{args.setting}-{args.scenario}" + ("" if count == 1 else f"-calibration{count}")
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -241,7 +241,7 @@ def main(argv: list[str]) -> int:
     changes = parse_overrides(args.set)
     params = preset_params(opts.presets, args.setting, args.scenario) | changes
     suffix = "".join(f"-{k}={v}" for k, v in [*changes.items(), *(c.split("=", 1) for c in args.config)])
-    path = args.out / f"remi_diagnose-{args.setting}-{args.scenario}{suffix}.json"
+    path = args.out / f"remi_diagnose-{lb.study_stem(args)}{suffix}.json"
     version = study_version(opts, args.setting, params)
     ctx = lb.prepare_setting(args.setting, opts, console)
     rows = lb.study_rows(

@@ -185,7 +185,7 @@ def main(argv: list[str]) -> int:
         params["optimizer"] = "adam-scheduled"
     suffix = file_suffix(changes) + (f"-warmup={args.warmup}" if args.warmup else "")
     suffix += ("-cosine" if args.cosine else "") + (f"-every={args.every:g}" if args.every else "")
-    path = args.out / f"remi_trajectory-{args.setting}-{args.scenario}{suffix}.json"
+    path = args.out / f"remi_trajectory-{lb.study_stem(args)}{suffix}.json"
     # the study's own code (its schedule, where it snapshots) is part of what its rows depend on
     version = study_version(opts, args.setting, params, Path(__file__)) | ({"every": args.every} if args.every else {})
     ctx = lb.prepare_setting(args.setting, opts, console)

@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
     changes = parse_overrides(args.set)
     params = preset_params(opts.presets, args.setting, args.scenario) | changes
     suffix = "".join(f"-{k}={v}" for k, v in changes.items())
-    path = args.out / f"remi_yardstick-{args.setting}-{args.scenario}{suffix}.json"
+    path = args.out / f"remi_yardstick-{lb.study_stem(args)}{suffix}.json"
     version = study_version(opts, args.setting, params, Path(__file__))
     ctx = lb.prepare_setting(args.setting, opts, console)
     rows = lb.study_rows(path, version, "remi_yardstick.py", argv, args.seeds, console,

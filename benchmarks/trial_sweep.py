@@ -84,13 +84,13 @@ def main(argv: list[str]) -> int:
                              f"dev seeds start at {opts.seeds}")
     variants = args.variant or [""]
     overrides = {v: parse_overrides([item for item in v.split(",") if item]) for v in variants}
-    path = args.out / f"trial_sweep-{args.setting}-{args.scenario}-{args.method}.json"
+    path = args.out / f"trial_sweep-{lb.study_stem(args)}-{args.method}.json"
     ctx = lb.prepare_setting(args.setting, opts, console)
     version = lb.method_version(ctx, args.method)
     rows = [r for r in lb.Results._read(path, {"rows": []})["rows"] if r["version"] == version]
-    task, folder, key = lb.calibration_task(ctx, args.scenario)
+    tasks, folder, key = lb.calibration_tasks(ctx, args.scenario)
     journal, study_key = folder / "trials" / f"{args.method}.journal", lb.study_key(ctx, key, args.method)
-    tune(args.method, task, opts.trials, journal, study_key)
+    tune(args.method, tasks, opts.trials, journal, study_key)
     cells: dict[int, tuple] = {}
     for trial in completed_trials(args.method, journal, study_key):
         for variant in variants:

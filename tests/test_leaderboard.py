@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import leaderboard  # noqa: E402
 
 from miunlearn.config import load_config  # noqa: E402
+from miunlearn.errors import MiunlearnError  # noqa: E402
 
 QUICK = ["--quick", "--settings", "digits_mlp", "--methods", "remi,finetune,ssd", "--seeds", "2"]
 TIMING = ("seconds", "retrain_seconds", "speedup", "work_ratio", "peak_mib")
@@ -41,6 +42,44 @@ def test_calibration_requests_never_overlap_evaluated_ones(scenario: str) -> Non
         assert len(calibration) == round(kind.fraction * 2000)
         assert not np.array_equal(leaderboard.request_positions(kind, labels, 10, 0),
                                   leaderboard.request_positions(kind, labels, 10, 1))  # seeds draw other requests
+
+
+@pytest.mark.parametrize("scenario", ["random10", "small1", "class"])
+def test_several_calibration_requests_overlap_neither_each_other_nor_an_evaluated_one(scenario: str) -> None:
+    labels = np.arange(2000) % 10
+    kind = leaderboard.SCENARIOS.get(scenario)
+    calibration = [leaderboard.request_positions(kind, labels, 10, None, 3, k) for k in range(3)]
+    # the first is the one-request protocol's, so its tuning journals stay valid
+    assert np.array_equal(calibration[0], leaderboard.request_positions(kind, labels, 10, None))
+    for i, j in [(0, 1), (0, 2), (1, 2)]:
+        assert np.intersect1d(calibration[i], calibration[j]).size == 0
+    for seed in range(8):
+        evaluated = leaderboard.request_positions(kind, labels, 10, seed, 3)
+        assert all(np.intersect1d(c, evaluated).size == 0 for c in calibration)
+        # with one calibration request the evaluated requests are the ones the leaderboard always drew
+        assert np.array_equal(leaderboard.request_positions(kind, labels, 10, seed, 1),
+                              leaderboard.request_positions(kind, labels, 10, seed))
+    with pytest.raises(MiunlearnError, match="does not exist"):
+        leaderboard.request_positions(kind, labels, 10, None, 3, 3)
+    with pytest.raises(MiunlearnError, match="leave"):
+        leaderboard.request_positions(kind, labels, 10, 0, 10 if kind.fraction is None else 200)
+
+
+def test_a_cell_folder_refuses_models_made_for_another_request(tmp_path: Path) -> None:
+    def request(forget: list[int]) -> leaderboard.Request:
+        return leaderboard.Request(np.asarray(forget), None, None, np.asarray(forget))
+
+    leaderboard.check_request(tmp_path / "seed-0", request([3, 5, 8]))
+    leaderboard.check_request(tmp_path / "seed-0", request([3, 5, 8]))  # the same request: reused
+    with pytest.raises(MiunlearnError, match="another request"):
+        leaderboard.check_request(tmp_path / "seed-0", request([3, 5, 9]))
+
+
+def test_the_protocol_names_the_calibration_requests_only_when_there_are_several() -> None:
+    # as before, so a run merges with older ones
+    assert "calibration_requests" not in leaderboard.protocol(leaderboard.parse_args([]))
+    assert leaderboard.protocol(leaderboard.parse_args(["--calibration-requests", "3"]))["calibration_requests"] == 3
+    assert leaderboard.main(["--calibration-requests", "0"]) == 2
 
 
 def test_holm_rejects_step_down_and_stops_at_the_first_failure() -> None:
@@ -124,9 +163,9 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     seen: list[dict] = []
     real_tune = leaderboard.tune
 
-    def recording_tune(method, task, trials, storage, key, **kwargs):
-        seen.append({"method": method, "task": task, "key": key, "trials": trials})
-        return real_tune(method, task, trials, storage, key, **kwargs)
+    def recording_tune(method, tasks, trials, storage, key, **kwargs):
+        seen.append({"method": method, "tasks": tasks, "key": key, "trials": trials})
+        return real_tune(method, tasks, trials, storage, key, **kwargs)
 
     leaderboard.tune = recording_tune
     try:
@@ -180,7 +219,8 @@ def test_tuning_sees_only_the_calibration_request(quick_run: dict) -> None:
         for seed in range(2):
             evaluated = splits.train[leaderboard.request_positions(kind, labels, 10, seed)]
             assert np.intersect1d(calibration, evaluated).size == 0
-        sets = call["task"].sets
+        [task] = call["tasks"]  # one calibration request, the default
+        sets = task.sets
         # What the trials unlearn is exactly the calibration request; D_r is the rest of D_train.
         assert torch.equal(sets.forget.x, dataset.pool.subset(calibration).x)
         assert torch.equal(sets.retain.x, dataset.pool.subset(np.setdiff1d(splits.train, calibration)).x)
@@ -553,8 +593,20 @@ def test_tuning_noise_retunes_with_other_seeds_and_seed_zero_is_the_leaderboards
     preset = yaml.safe_load((quick_run["out"] / "presets" / "digits_mlp-random10.yaml").read_text())
     assert rows[0]["params"] == preset["unlearn"]["params"]["remi"]  # seed 0 reads the leaderboard's own study
     assert rows[1]["params"] != rows[0]["params"]  # another sampler seed draws other trials
-    assert "remi: mean avg gap over 2 tuning seeds" in capsys.readouterr().out
+    assert "remi, tuned on 1 calibration request(s): mean avg gap over 2 tuning seeds" in capsys.readouterr().out
     assert tuning_noise.main(args) == 0 and json.loads(path.read_text()) == stored  # resumes: nothing recomputed
+    # tuned on one calibration request and on the mean of two, both evaluated on requests that overlap neither
+    assert tuning_noise.main([*args, "--calibration-requests", "2", "--tune-on", "1,2"]) == 0
+    both = json.loads((tmp_path / "tuning_noise-digits_mlp-random10-calibration2.json").read_text())["rows"]
+    assert sorted((r["tuned_on"], r["tuning_seed"]) for r in both) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert next(r for r in both if (r["tuned_on"], r["tuning_seed"]) == (1, 0))["params"] == rows[0]["params"]
+    assert next(r for r in both if (r["tuned_on"], r["tuning_seed"]) == (2, 0))["distance"] != rows[0]["distance"]
+    cells = next((quick_run["cache"] / "leaderboard").glob("digits_mlp-*"))
+    assert (cells / "random10-calibration2" / "seed-0" / "request.json").is_file()
+    assert (cells / "random10" / "calibration-1" / "retrain.safetensors").is_file()
+    shown = capsys.readouterr().out
+    assert "tuned on 2 calibration request(s)" in shown and "noise floor per evaluated seed" in shown
+    assert tuning_noise.main([*args, "--tune-on", "2"]) == 2  # more than the evaluated requests leave out
     assert tuning_noise.main(["digits_mlp", "random10", "--methods", "nosuch"]) == 2
     assert "nosuch" in capsys.readouterr().err
 

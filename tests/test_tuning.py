@@ -94,6 +94,27 @@ def test_a_budget_picks_the_best_of_its_own_trials_even_from_a_journal_a_larger_
         assert result.trials_run_now == 0 and result.value == min(values[:budget])
 
 
+def test_several_calibration_requests_are_tuned_on_the_mean_of_their_distances(tmp_path: Path) -> None:
+    """One request's distance is noisy enough to pick a trial by luck; averaging requests is what the leaderboard's
+    ``--calibration-requests`` does."""
+    from miunlearn.tuning import completed_trials, evaluate_params
+
+    task, _ = _task()
+    other = dataclasses.replace(task, retrained=task.retrained | {"forget_acc": task.retrained["forget_acc"] - 10},
+                                seed=1)
+    params = {"lr": 0.01, "epochs": 1}
+    one, two = evaluate_params("finetune", params, task), evaluate_params("finetune", params, other)
+    assert one != two
+    assert evaluate_params("finetune", params, [task, other]) == pytest.approx((one + two) / 2)
+    result = tune("finetune", [task, other], 3, tmp_path / "f.journal", {"request": [[1], [2]]})
+    trials = completed_trials("finetune", tmp_path / "f.journal", {"request": [[1], [2]]})
+    means = [(evaluate_params("finetune", t.params, task) + evaluate_params("finetune", t.params, other)) / 2
+             for t in trials]
+    assert [t.value for t in trials] == pytest.approx(means) and result.value == pytest.approx(min(means))
+    with pytest.raises(MiunlearnError, match="at least one calibration request"):
+        tune("finetune", [], 1, tmp_path / "g.journal", {})
+
+
 def test_budgets_up_to_the_startup_trials_are_the_same_random_candidates_for_every_request(tmp_path: Path) -> None:
     """What the leaderboard's presets rest on (its docs say so): below TPE's start-up count, the seeded sampler
     proposes the same settings whatever the trials scored."""
