@@ -928,6 +928,7 @@ def run(opts: Options, console: Console) -> Results:
     """The whole protocol for the selected settings, scenarios and methods; resumes from ``opts.out``."""
     started = time.perf_counter()
     results = Results(opts.out)
+    check_calibration_requests(opts)
     methods = methods_to_run(opts)
     for name in opts.settings:  # every dataset is checked before any training
         load_setting_data(name, setting_config(name, opts), opts)
@@ -967,6 +968,18 @@ def record_invocation(opts: Options, seconds: float, interrupted: bool) -> None:
     meta = {"machine": machine(), "runs": invocation_records(old) + [this],
             "protocol": protocol(opts)}
     write_json(meta_path, meta)
+
+
+def check_calibration_requests(opts: Options) -> None:
+    """Refuse to add rows to an ``--out`` whose rows were tuned on another number of calibration requests: they were
+    evaluated on other requests, and the presets they rest on would be overwritten."""
+    meta_path = opts.out / "leaderboard_meta.json"
+    if not meta_path.is_file():
+        return
+    theirs = json.loads(meta_path.read_text()).get("protocol", {}).get("calibration_requests", 1)
+    if theirs != opts.calibration_requests:
+        raise MiunlearnError(f"{opts.out} holds rows tuned on {theirs} calibration request(s), this run asks for "
+                             f"{opts.calibration_requests}; give it another --out and --presets")
 
 
 def protocol(opts: Options) -> dict:

@@ -82,6 +82,13 @@ def test_the_protocol_names_the_calibration_requests_only_when_there_are_several
     assert leaderboard.main(["--calibration-requests", "0"]) == 2
 
 
+def test_a_run_refuses_an_out_folder_tuned_on_another_number_of_calibration_requests(quick_run: dict) -> None:
+    opts = leaderboard.parse_args([*QUICK, "--out", str(quick_run["out"]), "--calibration-requests", "2"])
+    with pytest.raises(MiunlearnError, match="1 calibration request"):
+        leaderboard.check_calibration_requests(opts)
+    leaderboard.check_calibration_requests(leaderboard.parse_args([*QUICK, "--out", str(quick_run["out"])]))
+
+
 def test_holm_rejects_step_down_and_stops_at_the_first_failure() -> None:
     assert leaderboard.holm({"a": 0.001, "b": 0.02, "c": 0.04}) == {"a": True, "b": True, "c": True}
     assert leaderboard.holm({"a": 0.001, "b": 0.03, "c": 0.04}) == {"a": True, "b": False, "c": False}
