@@ -275,13 +275,18 @@ def peak_mib() -> Iterator[dict[str, float | None]]:
     out["peak_mib"] = after - before if after is not None and before is not None else None
 
 
+def work(samples_trained: float, samples_inferred: float) -> float:
+    """Samples processed, an inferred one counted at :data:`INFERENCE_COST` of a trained one."""
+    return samples_trained + INFERENCE_COST * samples_inferred
+
+
 def work_of(record: Any) -> float:
-    return record.samples_trained + INFERENCE_COST * record.samples_inferred
+    return work(record.samples_trained, record.samples_inferred)
 
 
 def mean_work(retrains: list[tuple[nn.Module, dict]]) -> float:
     """The mean work of a cell's retrains, from the facts cached with each (what a method's work is divided by)."""
-    return float(np.mean([f["samples_trained"] + INFERENCE_COST * f["samples_inferred"] for _, f in retrains]))
+    return float(np.mean([work(f["samples_trained"], f["samples_inferred"]) for _, f in retrains]))
 
 
 def auc_many(members: np.ndarray, non_members: np.ndarray) -> np.ndarray:

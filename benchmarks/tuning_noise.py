@@ -108,14 +108,15 @@ def main(argv: list[str]) -> int:
     stored = lb.Results._read(path, {"rows": []})
     ctx = lb.prepare_setting(args.setting, opts, console)
     versions = {m: lb.method_version(ctx, m) for m in methods}
-    rows = [r for r in stored["rows"] if r["method"] not in versions or r["version"] == versions[r["method"]]]
+    rows = [{"tuned_on": 1} | r for r in stored["rows"]  # rows from before --tune-on were tuned on one request
+            if r["method"] not in versions or r["version"] == versions[r["method"]]]
     cells: dict = {}
     floors = {int(s): f for s, f in stored.get("floors", {}).items()}
     for count in tune_on:
         tasks, folder, key = lb.calibration_tasks(ctx, args.scenario, count)
         for method in methods:
             for t in range(args.tuning_seeds):
-                if any((r["method"], r["tuning_seed"], r.get("tuned_on", 1)) == (method, t, count) for r in rows):
+                if any((r["method"], r["tuning_seed"], r["tuned_on"]) == (method, t, count) for r in rows):
                     continue
                 journal = folder / "trials" / (f"{method}.journal" if t == 0 else f"{method}-tpe{t}.journal")
                 result = tune(method, tasks, opts.trials, journal, lb.study_key(ctx, key, method), seed=t)
@@ -129,8 +130,7 @@ def main(argv: list[str]) -> int:
                              "avg_gaps": gaps})
                 floors |= {s: cell[4] for s, cell in cells.items()}
                 lb.save_study(path, "tuning_noise.py", argv, rows=rows, floors=floors)
-    print(summary([r | {"tuned_on": r.get("tuned_on", 1)} for r in rows
-                   if r["method"] in versions and r.get("tuned_on", 1) in tune_on],
+    print(summary([r for r in rows if r["method"] in versions and r["tuned_on"] in tune_on],
                   [floors[s] for s in range(args.seeds) if s in floors]))
     return 0
 
