@@ -85,14 +85,13 @@ from miunlearn.training.executors import ModelSpec, build_executor  # noqa: E402
 from miunlearn.tuning import CalibrationTask, calibration_metrics, class_sources, method_fingerprint, tune  # noqa: E402
 from miunlearn.unlearning import METHODS, unlearn  # noqa: E402
 from miunlearn.unlearning.search_space import SEARCH_SPACES  # noqa: E402
+from miunlearn.unlearning.work import weighted_work  # noqa: E402
 
 ROW_KEYS = ("setting", "scenario", "method", "seed", "forget_acc", "retain_acc", "test_acc", "mia_efficacy",
             "avg_gap", "floor_avg_gap", "strong_auc", "strong_tpr_1pct", "floor_strong_auc", "ulira_auc",
             "seconds", "retrain_seconds", "speedup", "work_ratio", "peak_mib", "params")
 STRONG_ATTACKS = ("lira-online", "lira-offline", "rmia-online", "rmia-offline")
 POPULATION_ATTACKS = ["loss", "mia-efficacy"]
-INFERENCE_COST = 1 / 3
-"""An inferred sample's cost in trained samples (one forward pass against forward + backward), as in scaling.py."""
 LEAK_AUC = 0.65
 HOLM_ALPHA = 0.05
 BOOTSTRAP = 200
@@ -275,18 +274,13 @@ def peak_mib() -> Iterator[dict[str, float | None]]:
     out["peak_mib"] = after - before if after is not None and before is not None else None
 
 
-def work(samples_trained: float, samples_inferred: float) -> float:
-    """Samples processed, an inferred one counted at :data:`INFERENCE_COST` of a trained one."""
-    return samples_trained + INFERENCE_COST * samples_inferred
-
-
 def work_of(record: Any) -> float:
-    return work(record.samples_trained, record.samples_inferred)
+    return weighted_work(record.samples_trained, record.samples_inferred)
 
 
 def mean_work(retrains: list[tuple[nn.Module, dict]]) -> float:
     """The mean work of a cell's retrains, from the facts cached with each (what a method's work is divided by)."""
-    return float(np.mean([work(f["samples_trained"], f["samples_inferred"]) for _, f in retrains]))
+    return float(np.mean([weighted_work(f["samples_trained"], f["samples_inferred"]) for _, f in retrains]))
 
 
 def auc_many(members: np.ndarray, non_members: np.ndarray) -> np.ndarray:

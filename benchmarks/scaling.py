@@ -44,11 +44,10 @@ from remi_vs_retrain import ROOT, ensure_cifar, machine, peak_memory  # noqa: E4
 from miunlearn import load_config, run_experiment, runfolder  # noqa: E402
 from miunlearn.config import RunConfig, TrainConfig  # noqa: E402
 from miunlearn.io import atomic_path, write_json  # noqa: E402
+from miunlearn.unlearning.work import INFERENCE_COST, weighted_work  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("remi", "retrain")
-INFERENCE_COST = 1 / 3
-"""An inferred sample's cost in trained samples: one forward pass against forward + backward (about 2×)."""
 
 
 def retrain_floor(config: dict[str, Any], forget_size: int, retain_size: int, recipe: TrainConfig) -> int:
@@ -81,7 +80,7 @@ def method_point(name: str, metrics: dict[str, dict[str, float]], record: dict[s
                  retain_size: int, recipe: TrainConfig) -> dict[str, Any]:
     m, retrained = metrics[name], metrics["retrain"]
     floor = FLOORS[name](record["config"], forget_size, retain_size, recipe)
-    work = record["samples_trained"] + INFERENCE_COST * record["samples_inferred"]
+    work = weighted_work(record["samples_trained"], record["samples_inferred"])
     return {
         "seconds": m["seconds"], "speedup": m["speedup"],
         "samples_trained": record["samples_trained"], "samples_inferred": record["samples_inferred"],

@@ -15,6 +15,15 @@ import torch
 from torch import nn
 from torch._C import _functorch
 
+INFERENCE_COST = 1 / 3
+"""An inferred sample's cost in trained samples: one forward pass against a forward and a backward (about 2×)."""
+
+
+def weighted_work(samples_trained: float, samples_inferred: float) -> float:
+    """Samples processed in trained-sample equivalents, an inferred one counted at :data:`INFERENCE_COST`: one
+    number to set a method's work against retraining's or against its own floor."""
+    return samples_trained + INFERENCE_COST * samples_inferred
+
 
 @dataclass
 class WorkCount:
