@@ -52,10 +52,12 @@ class RemiConfig:
     """``per-example``: weight of the per-sample term ``(s − μ_out(x))² / (2σ_out²)``; class requests: weight of
     the KL to the outputs of the original with the forgotten classes removed."""
     distill: float = 0.0
-    """``per-example``: weight of a KL from the OUT models' mean predicted distribution on each forgotten sample
-    to the current one (where the probability mass that leaves the label goes, which ``s`` alone leaves open).
-    Off by default: with OUT-mean targets it pulls D_f toward the accuracy of the OUT models' *average*, which
-    classifies better than one retrained model (BENCHMARKS.md, "ReMI's targets and stopping rule")."""
+    """``per-example``: weight of a KL from the OUT prediction on each forgotten sample (``folds``: its fold
+    model's; the ``per-example`` approximator: its OUT models' mean) to the current one (where the probability
+    mass that leaves the label goes, which ``s`` alone leaves open). Off by default: the OUT models' *average*
+    classifies better than one retrained model, and with one fold model's prediction it brought ReMI closer on
+    one leaderboard setting of four (BENCHMARKS.md, "ReMI's targets and stopping rule" and "Three more of ReMI's
+    knobs against a third retrain")."""
     targets: str = "out-mean"
     """``per-example``: where each forgotten sample's z-score ``(s − μ_out(x)) / σ_out`` is pulled.
     ``out-mean``: to 0, i.e. ``s`` to the sample's own OUT mean (the spec's term). ``random``: to the held-out
