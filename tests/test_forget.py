@@ -24,6 +24,7 @@ from miunlearn.cli import app
 from miunlearn.errors import MiunlearnError
 from miunlearn.guidance import load_approximator
 from miunlearn.guidance.approximators import ShadowMLP
+from miunlearn.guidance.per_example import PerExampleOut
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 USER_MODULE = textwrap.dedent("""
@@ -227,9 +228,16 @@ def test_wrong_architecture_names_keys_and_shapes(user, tmp_path, monkeypatch):
     (["--model", "usernets.mlp:TwoLayer", "approximator.name=shadow-nn", "approximator.hidden=0"],
      "approximator.hidden must be at least 1"),
     (["--model", "usernets.mlp:TwoLayer", "approximator.name=lira"], "unknown approximator 'lira'"),
+    (["--model", "usernets.mlp:TwoLayer", "unlearn.remi.frozen=[neck.]"],
+     "remi.frozen: no parameter named 'neck.'...; this model's top-level parameter names start with: body, head"),
 ])
 def test_bad_first_request_is_one_line_before_any_training(user, tmp_path, monkeypatch, args, message):
     root, _ = user
+
+    def fitted(*args, **kwargs):
+        raise AssertionError("the approximator was fitted before the request was refused")
+
+    monkeypatch.setattr(PerExampleOut, "fit_held_out", classmethod(fitted))
     base = ["forget", str(tmp_path / "state"), "-r", "first.txt", "--weights", "model.pt", "--train", "train.npz"]
     if "--held-out" not in args:
         base += ["--held-out", "held_out.npz"]

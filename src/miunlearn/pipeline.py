@@ -165,6 +165,8 @@ def prepare(config: RunConfig, out_dir: str | Path | None = None, overwrite: boo
             problems += [p for m in methods.values() if (p := m.request_problem(smallest, approximator_type))]
         if config.model.name in MODELS and (config.model.width is None or config.model.width >= 1):
             target = _collect(problems, lambda: _target(config, dataset))
+            if target is not None:
+                problems += [p for m in methods.values() if (p := m.model_problem(target))]
         if config.approximator.load:
             approximator = _collect(problems, lambda: _load_approximator(config.approximator.load, dataset))
     _raise_all(problems)

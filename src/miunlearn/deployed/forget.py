@@ -18,7 +18,7 @@ import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from miunlearn.deployed.model import fresh_copy, load_state, model_factory, read
 from miunlearn.deployed.state import APPROXIMATOR, CURRENT, ORIGINAL, SPLIT, StateFolder
 from miunlearn.errors import MiunlearnError
 from miunlearn.io import atomic_write, write_json
+
+if TYPE_CHECKING:
+    from miunlearn.unlearning import UnlearningMethod
 
 ATTACKS = ("loss", "entropy", "m-entropy")
 """Threshold attacks whose AUC (D_f vs D_audit) the certificate tests against the null of no membership."""
@@ -101,7 +104,7 @@ def forget(state: str | Path, request: Any, *, model: nn.Module | str | None = N
     ids = load_ids(request) if isinstance(request, (str, Path)) else check_ids(request)
     if not StateFolder.exists(state):
         _create(Path(state), ids, model, model_args or {}, weights, train, held_out, reference, shadow, audit,
-                config, label_column, console)
+                config, algorithm, label_column, console)
     elif weights is not None or model_args:
         raise MiunlearnError(f"{state} already holds a deployed model and its weights; later requests start from its "
                              "current weights (give only --request, and data files only if they moved)")
@@ -165,8 +168,8 @@ def _held_out_roles(held_out: DataSource | None, reference: DataSource | None, s
 
 def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_args: dict, weights: str | Path | None,
             train: DataSource | None, held_out: DataSource | None, reference: DataSource | None,
-            shadow: DataSource | None, audit: DataSource | None, config: DeploymentConfig, label_column: str | None,
-            console: Console) -> None:
+            shadow: DataSource | None, audit: DataSource | None, config: DeploymentConfig,
+            algorithm: UnlearningMethod, label_column: str | None, console: Console) -> None:
     """Validate everything, fit the approximator and write the state folder (all or nothing)."""
     from miunlearn.guidance import APPROXIMATORS, approximator_problems
     from miunlearn.models import save_weights
@@ -199,6 +202,9 @@ def _create(path: Path, ids: np.ndarray, model: nn.Module | str | None, model_ar
             raise MiunlearnError(f"{role} rows have shape {table.x.shape[1:]}, training rows {train_table.x.shape[1:]}")
     spec, deployed, factory = _deployed_model(model, model_args, weights, info, config.seed)
     _check_outputs(deployed, train_table, tables, spec)
+    problem = algorithm.model_problem(deployed)
+    if problem:
+        raise MiunlearnError(problem)
 
     console.log(f"new state folder {path}: fitting the {config.approximator.name} approximator once "
                 f"({config.approximator.num_shadows} model(s) on {len(rows['shadow'])} held-out rows, "
@@ -299,7 +305,7 @@ def _out_statistics(model: nn.Module, audit: TensorData, config: DeploymentConfi
 # ---------------------------------------------------------------- every request
 
 def _apply(folder: StateFolder, ids: np.ndarray, model: nn.Module | str | None, train: DataSource | None,
-           sources: dict[str, DataSource | None], algorithm: Any,
+           sources: dict[str, DataSource | None], algorithm: UnlearningMethod,
            config: DeploymentConfig, given: dict, retrain: bool, label_column: str | None,
            console: Console) -> ForgetResult:
     from miunlearn.guidance import load_approximator

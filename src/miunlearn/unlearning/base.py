@@ -82,6 +82,11 @@ class UnlearningMethod(ABC):
         """Why this method cannot serve a request of ``forget_size`` samples under ``approximator``, if it cannot."""
         return None
 
+    def model_problem(self, model: nn.Module) -> str | None:
+        """Why this method's settings do not fit ``model`` (e.g. parameter names it refers to), if they do not:
+        checked on the untrained model, before anything is trained."""
+        return None
+
     @abstractmethod
     def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
         """Unlearn in place on ``model`` (already a copy); return the per-epoch log and the stop reason."""
@@ -126,6 +131,9 @@ def unlearn(model: nn.Module, forget: TensorData, retain: TensorData | None = No
     if missing:
         raise MiunlearnError(f"method {method!r} needs {', '.join(missing)}; pass "
                              + ", ".join(f"{part}=..." for part in missing))
+    problem = algorithm.model_problem(model)
+    if problem:
+        raise MiunlearnError(problem)
     new_model = copy.deepcopy(model)
     torch.manual_seed(seed)
     start = time.perf_counter()

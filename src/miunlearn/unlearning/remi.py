@@ -501,8 +501,8 @@ class ReMI(UnlearningMethod):
         if c.objective != AUTO:
             OBJECTIVES.validate(c.objective)
         ANCHORS.validate(c.anchor)
-        for key in ("alpha", "beta", "likelihood", "gamma", "lr", "momentum", "weight_decay", "member_tolerance",
-                    "kl_threshold", "min_epochs", "min_steps"):
+        for key in ("alpha", "beta", "likelihood", "distill", "gamma", "lr", "momentum", "weight_decay",
+                    "member_tolerance", "kl_threshold", "min_epochs", "min_steps"):
             if getattr(c, key) is not None and getattr(c, key) < 0:
                 raise MiunlearnError(f"remi.{key} must not be negative, got {getattr(c, key)}")
         if c.lr == 0:
@@ -641,18 +641,22 @@ class ReMI(UnlearningMethod):
                 done += 1
                 yield f_idx
 
-    def _trainable(self, model: nn.Module) -> list[nn.Parameter]:
-        """The parameters ReMI may change: all but ``frozen``'s, each of whose prefixes must name some."""
-        named = dict(model.named_parameters())
-        unmatched = [p for p in self.config.frozen if not any(name.startswith(p) for name in named)]
+    def model_problem(self, model: nn.Module) -> str | None:
+        """Each of ``frozen``'s prefixes must name some parameter, and some parameter must be left to train."""
+        names = [name for name, _ in model.named_parameters()]
+        unmatched = [p for p in self.config.frozen if not any(name.startswith(p) for name in names)]
         if unmatched:
-            top = sorted({name.split(".")[0] for name in named})
-            raise MiunlearnError(f"remi.frozen: no parameter named {unmatched[0]!r}...; this model's top-level "
-                                 f"parameter names start with: {', '.join(top)}")
-        trainable = [p for name, p in named.items() if not name.startswith(tuple(self.config.frozen))]
-        if not trainable:
-            raise MiunlearnError("remi.frozen leaves no parameter to train")
-        return trainable
+            top = sorted({name.split(".")[0] for name in names})
+            return (f"remi.frozen: no parameter named {unmatched[0]!r}...; this model's top-level parameter names "
+                    f"start with: {', '.join(top)}")
+        if all(name.startswith(tuple(self.config.frozen)) for name in names):
+            return "remi.frozen leaves no parameter to train"
+        return None
+
+    def _trainable(self, model: nn.Module) -> list[nn.Parameter]:
+        """The parameters ReMI may change: all but ``frozen``'s (checked by :meth:`model_problem`)."""
+        frozen = tuple(self.config.frozen)
+        return [p for name, p in model.named_parameters() if not name.startswith(frozen)]
 
     def _step(self, model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer,
               generator: torch.Generator, forget: TensorData, retain: TensorData, reference: TensorData,
