@@ -649,7 +649,7 @@ class ReMI(UnlearningMethod):
             top = sorted({name.split(".")[0] for name in names})
             return (f"remi.frozen: no parameter named {unmatched[0]!r}...; this model's top-level parameter names "
                     f"start with: {', '.join(top)}")
-        if all(name.startswith(tuple(self.config.frozen)) for name in names):
+        if not self._trainable(model):
             return "remi.frozen leaves no parameter to train"
         return None
 
