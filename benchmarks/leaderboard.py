@@ -190,6 +190,9 @@ class Options:
     ulira_seeds: int = 1
     calibration_requests: int = 1
     """Calibration requests per scenario, the tuning objective averaged over them."""
+    max_cost: float | None = None
+    """Stop every method (tuning trials, rows and U-LiRA's unlearning alike) at this fraction of a retrain's work:
+    which method is closest on that budget (``unlearn``'s ``max_cost``). Retrains are never limited."""
     quick: bool = False
     executor: str = "local"
     benchmarks_md: Path | None = None
@@ -344,6 +347,7 @@ class SettingContext:
     own_approximators: list | None = None
     """Per reference model, the approximator its owner would fit (:func:`reference_approximators`), once built."""
     calibration_requests: int = 1
+    max_cost: float | None = None
 
 
 def setting_config(name: str, opts: Options) -> RunConfig:
@@ -419,7 +423,8 @@ def prepare_setting(name: str, opts: Options, console: Console) -> SettingContex
     ref_pop = torch.stack([predict_logits(m.to(device), population, device) for m in refs.models])
     folder = opts.cache / "leaderboard" / f"{name}-{config_digest(config, opts)}"
     return SettingContext(name, config, dataset, splits.train, splits.audit, pool.subset(splits.ref), approximator,
-                          refs, population, ref_pop, folder, device, calibration_requests=opts.calibration_requests)
+                          refs, population, ref_pop, folder, device, calibration_requests=opts.calibration_requests,
+                          max_cost=opts.max_cost)
 
 
 def fresh_model(ctx: SettingContext) -> nn.Module:
@@ -532,7 +537,7 @@ def calibration_tasks(ctx: SettingContext, scenario: str, count: int | None = No
         retrain_model, _ = retrained(ctx, target, request, path, seed=k)
         sets = tuning_sets(ctx, request)
         tasks.append(CalibrationTask(target, sets, calibration_metrics(retrain_model, sets, ctx.config.train),
-                                     ctx.reference, ctx.approximator, ctx.config.train, seed=k))
+                                     ctx.reference, ctx.approximator, ctx.config.train, seed=k, max_cost=ctx.max_cost))
         forgotten.append(request.forget_idx.tolist())
     return tasks, folder, {"setting": ctx.folder.name, "scenario": scenario,
                            "calibration": forgotten[0] if count == 1 else forgotten}
@@ -575,6 +580,7 @@ def write_preset(path: Path, setting: str, scenario: str, params: dict[str, dict
     data = {"unlearn": {"params": merged_params},
             "tuning": {"setting": setting, "scenario": scenario, "trials": opts.trials, "sampler": "optuna TPE",
                        "calibration_requests": opts.calibration_requests,
+                       **({"max_cost": opts.max_cost} if opts.max_cost is not None else {}),
                        "objective": "avg_gap + 100 * |loss AUC - retrain's|, the mean over the calibration "
                                     "requests (miunlearn.tuning)", "methods": merged_tuning,
                        "command": "python benchmarks/leaderboard.py" + (" --quick" if opts.quick else "")}}
@@ -683,7 +689,7 @@ def ulira_auc(ctx: SettingContext, method: str, params: dict, model: nn.Module, 
         unlearned = unlearn(ref_model, pool.subset(asked), pool.subset(np.setdiff1d(trained_on, request.forget_idx)),
                             method, params, reference=ctx.reference,
                             approximator=approximators[k],
-                            recipe=ctx.config.train, seed=seed + k).model
+                            recipe=ctx.config.train, seed=seed + k, max_cost=ctx.max_cost).model
         stat[k][member_f[k]] = lira_statistic(predict_logits(unlearned, forget, ctx.device), forget.y)[member_f[k]]
     positives = lira_online(lira_statistic(predict_logits(model, forget, ctx.device), forget.y), stat, member_f)
     negatives = lira_online(lira_statistic(predict_logits(retrain, forget, ctx.device), forget.y), stat, member_f)
@@ -849,7 +855,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
         store("original", original, None, None, None, {})
     method_models: dict[str, nn.Module] = {}
     for method in methods:
-        path = folder / f"{method}.safetensors"
+        path = folder / f"{method}{'' if ctx.max_cost is None else f'-max-cost{ctx.max_cost:g}'}.safetensors"
         if results.row(ctx.name, scenario, method, seed) is not None and method not in stale | untimed:
             if verified(path):
                 method_models[method] = load_weights(fresh_model(ctx), path).eval()
@@ -863,7 +869,7 @@ def run_cell(ctx: SettingContext, scenario: str, seed: int, methods: list[str], 
         with peak_mib() as peak:
             result = unlearn(target, request.forget, request.retain, method, method_params or None,
                              reference=ctx.reference, approximator=ctx.approximator, recipe=ctx.config.train,
-                             seed=seed)
+                             seed=seed, max_cost=ctx.max_cost)
         save_model(result.model, path)
         if not all(torch.isfinite(p).all() for p in result.model.parameters()):
             store_broken(method, result.record.seconds, work_of(result.record), peak["peak_mib"], method_params)
@@ -927,7 +933,7 @@ def run(opts: Options, console: Console) -> Results:
     """The whole protocol for the selected settings, scenarios and methods; resumes from ``opts.out``."""
     started = time.perf_counter()
     results = Results(opts.out)
-    check_calibration_requests(opts)
+    check_protocol(opts)
     methods = methods_to_run(opts)
     for name in opts.settings:  # every dataset is checked before any training
         load_setting_data(name, setting_config(name, opts), opts)
@@ -969,23 +975,29 @@ def record_invocation(opts: Options, seconds: float, interrupted: bool) -> None:
     write_json(meta_path, meta)
 
 
-def check_calibration_requests(opts: Options) -> None:
-    """Refuse to add rows to an ``--out`` whose rows were tuned on another number of calibration requests: they were
-    evaluated on other requests, and the presets they rest on would be overwritten."""
+def check_protocol(opts: Options) -> None:
+    """Refuse to add rows to an ``--out`` whose rows were tuned on another number of calibration requests (they were
+    evaluated on other requests) or under another work limit: a stored row would count as done, and the presets
+    they rest on would be overwritten."""
     meta_path = opts.out / "leaderboard_meta.json"
     if not meta_path.is_file():
         return
-    theirs = json.loads(meta_path.read_text()).get("protocol", {}).get("calibration_requests", 1)
-    if theirs != opts.calibration_requests:
-        raise MiunlearnError(f"{opts.out} holds rows tuned on {theirs} calibration request(s), this run asks for "
-                             f"{opts.calibration_requests}; give it another --out and --presets")
+    theirs = json.loads(meta_path.read_text()).get("protocol", {})
+    if theirs.get("calibration_requests", 1) != opts.calibration_requests:
+        raise MiunlearnError(f"{opts.out} holds rows tuned on {theirs.get('calibration_requests', 1)} calibration "
+                             f"request(s), this run asks for {opts.calibration_requests}; give it another --out and "
+                             "--presets")
+    if theirs.get("max_cost") != opts.max_cost:
+        raise MiunlearnError(f"{opts.out} holds rows made with max_cost {theirs.get('max_cost')}, this run asks for "
+                             f"{opts.max_cost}; give it another --out and --presets")
 
 
 def protocol(opts: Options) -> dict:
-    """The counts a run's rows depend on; one calibration request, the only number before there could be several,
-    is left out, so runs from before compare equal."""
+    """The counts a run's rows depend on, and the work limit if any; one calibration request, the only number before
+    there could be several, is left out, so runs from before compare equal."""
     counts = {k: getattr(opts, k) for k in ("seeds", "retrains", "trials", "references", "ulira_seeds", "quick")}
-    return counts | ({"calibration_requests": opts.calibration_requests} if opts.calibration_requests != 1 else {})
+    return counts | ({"calibration_requests": opts.calibration_requests} if opts.calibration_requests != 1 else {}) | (
+        {"max_cost": opts.max_cost} if opts.max_cost is not None else {})
 
 
 def invocation_records(meta: dict) -> list[dict]:
@@ -1274,6 +1286,9 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--ulira-seeds", type=int)
     parser.add_argument("--calibration-requests", type=int,
                         help="calibration requests per scenario, tuning on their mean (default 1)")
+    parser.add_argument("--max-cost", type=float, metavar="FRACTION",
+                        help="stop every method at this fraction of a retrain's work, in tuning and evaluation alike "
+                             "(0.05: 20x cheaper than retraining); default --out results/max-cost-FRACTION")
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="ray: tuning trials as Ray Tune trials, reference/shadow models as Ray tasks")
     parser.add_argument("--out", type=Path)
@@ -1298,15 +1313,19 @@ def parse_args(argv: list[str]) -> Options:
             or counts["calibration_requests"] < 1:
         raise MiunlearnError("need --retrains >= 2 (the noise floor), --seeds >= 1, --trials >= 1, --references >= 2, "
                              "--calibration-requests >= 1")
-    out = args.out or (ROOT / "runs" / "leaderboard-quick" if args.quick else HERE / "results")
+    if args.max_cost is not None and not (math.isfinite(args.max_cost) and args.max_cost > 0):
+        raise MiunlearnError(f"--max-cost must be a positive fraction of a retrain's work, got {args.max_cost}")
+    limited = "" if args.max_cost is None else f"max-cost-{args.max_cost:g}"
+    out = args.out or (ROOT / "runs" / f"leaderboard-quick{'-' * bool(limited)}{limited}" if args.quick
+                       else HERE / "results" / limited)
     opts = Options(
         settings=_names(args.settings, SETTINGS, ("location_mlp",) if args.quick else DEFAULT_SETTINGS),
         scenarios=_names(args.scenarios, SCENARIOS, SCENARIOS.names()),
         methods=_names(args.methods, METHODS, METHODS.names()),
         out=out, cache=args.cache or ROOT / ".bench-data" / ("leaderboard-quick" if args.quick else "leaderboard"),
-        presets=args.presets or (out / "presets" if args.quick else HERE / "presets"),
+        presets=args.presets or (out / "presets" if args.quick or limited else HERE / "presets"),
         data_dir=args.data_dir or default_data_dir(), quick=args.quick, executor=args.executor,
-        overrides=args.overrides, budget_s=args.budget_s, retime=args.retime, **counts)
+        overrides=args.overrides, budget_s=args.budget_s, retime=args.retime, max_cost=args.max_cost, **counts)
     opts.benchmarks_md = args.benchmarks_md
     opts.merge = args.merge
     opts.readme = args.readme

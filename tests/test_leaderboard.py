@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,8 +86,56 @@ def test_the_protocol_names_the_calibration_requests_only_when_there_are_several
 def test_a_run_refuses_an_out_folder_tuned_on_another_number_of_calibration_requests(quick_run: dict) -> None:
     opts = leaderboard.parse_args([*QUICK, "--out", str(quick_run["out"]), "--calibration-requests", "2"])
     with pytest.raises(MiunlearnError, match="1 calibration request"):
-        leaderboard.check_calibration_requests(opts)
-    leaderboard.check_calibration_requests(leaderboard.parse_args([*QUICK, "--out", str(quick_run["out"])]))
+        leaderboard.check_protocol(opts)
+    leaderboard.check_protocol(leaderboard.parse_args([*QUICK, "--out", str(quick_run["out"])]))
+
+
+def test_a_work_limited_run_keeps_every_method_within_it_and_apart_from_unlimited_rows(
+        quick_run: dict, tmp_path: Path) -> None:
+    """``--max-cost``: every method, in tuning, rows and U-LiRA alike, is stopped at that fraction of a retrain's
+    work; retrains are not. Its rows, presets and cached models never mix with an unlimited run's."""
+    import hashlib
+
+    cell = next((quick_run["cache"] / "leaderboard").glob("digits_mlp-*")) / "random10" / "seed-0"
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in cell.glob("*.safetensors")}
+    out = tmp_path / "capped"
+    limits: list[tuple[str, float | None]] = []
+    real_unlearn, real_tune = leaderboard.unlearn, leaderboard.tune
+
+    def recording_unlearn(model, forget, retain, method, *args, **kwargs):
+        limits.append((method, kwargs.get("max_cost")))
+        return real_unlearn(model, forget, retain, method, *args, **kwargs)
+
+    def recording_tune(method, tasks, *args, **kwargs):
+        limits.extend((method, task.max_cost) for task in tasks)
+        return real_tune(method, tasks, *args, **kwargs)
+
+    leaderboard.unlearn, leaderboard.tune = recording_unlearn, recording_tune
+    try:
+        assert leaderboard.main([*QUICK, "--scenarios", "random10", "--seeds", "1", "--max-cost", "0.05",
+                                 "--out", str(out), "--cache", str(quick_run["cache"])]) == 0
+    finally:
+        leaderboard.unlearn, leaderboard.tune = real_unlearn, real_tune
+    assert {m for m, _ in limits} >= {"remi", "finetune", "ssd", "retrain"}
+    assert all((limit is None) == (m == "retrain") and limit in (None, 0.05) for m, limit in limits)
+    rows = [r for r in json.loads((out / "leaderboard.json").read_text()) if r["method"] != "original"]
+    assert {r["method"] for r in rows} == {"remi", "finetune", "ssd"}
+    assert all(r["work_ratio"] >= 1 / 0.05 for r in rows)
+    assert all(r["ulira_auc"] is not None for r in rows)
+    assert json.loads((out / "leaderboard_meta.json").read_text())["protocol"]["max_cost"] == 0.05
+    assert yaml.safe_load((out / "presets" / "digits_mlp-random10.yaml").read_text())["tuning"]["max_cost"] == 0.05
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in cell.glob("*.safetensors")}
+    assert {k: after[k] for k in before} == before  # the unlimited run's models are untouched
+    assert {"remi-max-cost0.05.safetensors", "ssd-max-cost0.05.safetensors"} <= set(after)
+    with pytest.raises(MiunlearnError, match="max_cost 0.05, this run asks for None"):
+        leaderboard.check_protocol(leaderboard.parse_args([*QUICK, "--out", str(out)]))
+    with pytest.raises(MiunlearnError, match="max_cost None, this run asks for 0.05"):
+        leaderboard.check_protocol(leaderboard.parse_args([*QUICK, "--out", str(quick_run["out"]), "--max-cost",
+                                                           "0.05"]))
+    out_default = leaderboard.HERE / "results" / "max-cost-0.05"
+    assert leaderboard.parse_args(["--max-cost", "0.05"]).out == out_default
+    assert leaderboard.parse_args(["--max-cost", "0.05"]).presets == out_default / "presets"
+    assert leaderboard.main(["--max-cost", "0"]) == 2
 
 
 def test_holm_rejects_step_down_and_stops_at_the_first_failure() -> None:

@@ -181,3 +181,26 @@ def test_ray_tune_trials_land_in_the_same_cache_as_local_ones(tmp_path: Path) ->
     local = tune("finetune", task, 1, storage, {"request": [1, 2]})
     assert local.trials_run_now == 0 and local.params == remote.params and local.value == remote.value
     assert tune("finetune", task, 2, storage, {"request": [1, 2]}).trials_run_now == 1
+
+
+def test_a_work_limited_study_is_its_own_and_every_trial_stays_within_the_limit(tmp_path: Path) -> None:
+    """``--max-cost`` tuning: the closest result on a budget, kept apart from the unlimited study of the same key."""
+    from miunlearn.tuning import completed_trials
+    from miunlearn.unlearning import unlearn
+    from miunlearn.unlearning.work import retrain_work, weighted_work
+
+    task, _ = _task()
+    capped = dataclasses.replace(task, max_cost=0.05)
+    storage = tmp_path / "finetune.journal"
+    tune("finetune", task, 2, storage, {"request": [1]})
+    result = tune("finetune", capped, 2, storage, {"request": [1]})
+    assert result.trials_run_now == 2  # not the unlimited study's trials
+    trials = completed_trials("finetune", storage, {"request": [1]}, max_cost=0.05)
+    assert [t.value for t in trials] != [t.value for t in completed_trials("finetune", storage, {"request": [1]})]
+    limit = 0.05 * retrain_work(task.recipe.epochs, len(task.sets.retain))
+    for trial in trials:
+        record = unlearn(task.model, task.sets.forget, task.sets.retain, "finetune", trial.params, recipe=task.recipe,
+                         max_cost=0.05).record
+        assert weighted_work(record.samples_trained, record.samples_inferred) <= limit
+    with pytest.raises(MiunlearnError, match="share max_cost"):
+        tune("finetune", [task, capped], 1, storage, {"request": [[1], [1]]})

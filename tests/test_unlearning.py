@@ -109,7 +109,7 @@ def test_method_contract(method, request_parts, held_out):
         "not deterministic for a seed"
     assert first.record.method == method and first.record.seconds > 0 and first.record.stop_reason
     assert first.record.samples_trained + first.record.samples_inferred > 0, "no work counted"
-    assert not model._forward_hooks and not first.model._forward_hooks, "the work counter's hook was left behind"
+    assert not model._forward_pre_hooks and not first.model._forward_pre_hooks, "the work counter's hook is left"
 
     with torch.no_grad():
         retain_before = accuracy(model(parts["retain"].x), parts["retain"].y)

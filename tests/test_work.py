@@ -3,13 +3,16 @@
 import copy
 from dataclasses import replace
 
+import pytest
 import torch
 from torch.func import vmap
 
 from miunlearn import unlearn
-from miunlearn.unlearning.work import batch_size, count_work
+from miunlearn.errors import MiunlearnError
+from miunlearn.unlearning import METHODS
+from miunlearn.unlearning.work import WorkLimitReached, batch_size, count_work, retrain_work, weighted_work
 from test_baselines import parts  # noqa: F401  (the shared tiny memorised-set fixture, as a copyable dict)
-from test_unlearning import request_parts  # noqa: F401
+from test_unlearning import FIXTURE_PARAMS, request_parts  # noqa: F401
 
 
 def _unlearn(parts, method, config=None, **recipe):  # noqa: F811
@@ -73,3 +76,54 @@ def test_batch_size_sees_through_vmap():
     seen = []
     vmap(lambda x: seen.append(batch_size(x)) or x)(torch.zeros(6, 2, 3))
     assert seen == [12]  # six calls' worth of two-sample batches
+
+
+def test_a_limit_refuses_the_pass_that_would_exceed_it():
+    model = torch.nn.Linear(3, 2)
+    with count_work(model, limit=10) as work:
+        model(torch.zeros(6, 3))
+        with torch.no_grad():
+            model(torch.zeros(12, 3))  # 6 + 12 / 3 = 10: still within
+        with pytest.raises(WorkLimitReached):
+            model(torch.zeros(1, 3))
+    assert (work.samples_trained, work.samples_inferred) == (6, 12)
+
+
+def _cost(record, given):
+    return weighted_work(record.samples_trained, record.samples_inferred) / retrain_work(given["recipe"].epochs,
+                                                                                          len(given["retain"]))
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_stops_within_max_cost_and_is_unchanged_below_it(method, request_parts):  # noqa: F811
+    args = dict(request_parts)
+    model = args.pop("model")
+    flags = [p.requires_grad for p in model.parameters()]
+    config = FIXTURE_PARAMS.get(method)
+    full = unlearn(model, method=method, config=config, seed=1, **args)
+    cost = _cost(full.record, args)
+
+    capped = unlearn(model, method=method, config=config, seed=1, max_cost=cost / 2, **args)
+    assert _cost(capped.record, args) <= cost / 2
+    assert capped.record.stop_reason.startswith("work limit reached")
+    assert [p.requires_grad for p in capped.model.parameters()] == flags, "a stopped method left flags changed"
+    assert not capped.model._forward_pre_hooks and not model._forward_pre_hooks
+    assert all(torch.isfinite(p).all() for p in capped.model.parameters())
+
+    roomy = unlearn(model, method=method, config=config, seed=1, max_cost=cost * 1.001, **args)
+    assert roomy.record.stop_reason == full.record.stop_reason
+    assert all(torch.equal(v, roomy.model.state_dict()[k]) for k, v in full.model.state_dict().items())
+
+
+@pytest.mark.parametrize("max_cost", [0, -0.1, float("nan"), True])
+def test_max_cost_must_be_a_positive_fraction_before_anything_runs(request_parts, max_cost):  # noqa: F811
+    args = dict(request_parts)
+    with pytest.raises(MiunlearnError, match="max_cost must be a positive fraction"):
+        unlearn(args.pop("model"), method="remi", max_cost=max_cost, **args)
+
+
+def test_max_cost_needs_the_retain_set_it_is_priced_on(request_parts):  # noqa: F811
+    args = dict(request_parts)
+    args.pop("retain")
+    with pytest.raises(MiunlearnError, match="pass retain"):
+        unlearn(args.pop("model"), method="gradient-ascent", max_cost=0.1, **args)

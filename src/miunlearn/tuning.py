@@ -67,6 +67,9 @@ class CalibrationTask:
     approximator: PrivacyApproximator | None = None
     recipe: TrainConfig | None = None
     seed: int = 0
+    max_cost: float | None = None
+    """Each trial's work limit, a fraction of a retrain's (:func:`miunlearn.unlearn`'s ``max_cost``): tuning for
+    the closest result on that budget. Part of the study's name."""
 
 
 @dataclass
@@ -109,7 +112,7 @@ def as_tasks(tasks: CalibrationTask | Sequence[CalibrationTask]) -> list[Calibra
 
 def _distance(method: str, params: dict[str, Any], task: CalibrationTask) -> float:
     result = unlearn(task.model, task.sets.forget, task.sets.retain, method, params, reference=task.reference,
-                     approximator=task.approximator, recipe=task.recipe, seed=task.seed)
+                     approximator=task.approximator, recipe=task.recipe, seed=task.seed, max_cost=task.max_cost)
     try:
         value = distance_to_retrain(calibration_metrics(result.model, task.sets, task.recipe), task.retrained)
     except ValueError:
@@ -152,7 +155,7 @@ def tune(method: str, tasks: CalibrationTask | Sequence[CalibrationTask], trials
         raise MiunlearnError(f"tuning needs at least 1 trial, got {trials}")
     if executor not in EXECUTORS:
         raise MiunlearnError(f"unknown tuning executor {executor!r}; valid: {', '.join(EXECUTORS)}")
-    study = _open_study(method, storage, key, seed)
+    study = _open_study(method, storage, budgeted(key, {task.max_cost for task in tasks}), seed)
     missing = trials - len(_finished(study))
     if missing > 0:
         if executor == "ray":
@@ -165,12 +168,23 @@ def tune(method: str, tasks: CalibrationTask | Sequence[CalibrationTask], trials
     return TuningResult(method, dict(best.params), float(best.value), trials, max(missing, 0))
 
 
-def completed_trials(method: str, storage: str | Path, key: dict[str, Any]) -> list[optuna.trial.FrozenTrial]:
-    """The finished trials of the study :func:`tune` keeps in ``storage`` under ``key`` (none if it never ran)."""
+def budgeted(key: dict[str, Any], max_costs: set[float | None]) -> dict[str, Any]:
+    """The study key of trials run under a work limit: ``key`` and the limit (unlimited studies keep their key)."""
+    if len(max_costs) > 1:
+        raise MiunlearnError("the calibration requests of one study must share max_cost, got "
+                             f"{sorted(map(str, max_costs))}")
+    (max_cost,) = max_costs
+    return key if max_cost is None else key | {"max_cost": max_cost}
+
+
+def completed_trials(method: str, storage: str | Path, key: dict[str, Any],
+                     max_cost: float | None = None) -> list[optuna.trial.FrozenTrial]:
+    """The finished trials of the study :func:`tune` keeps in ``storage`` under ``key`` (and ``max_cost``), none if
+    it never ran."""
     if not Path(storage).is_file():
         return []
     try:  # read only: a journal without this study is left as it is
-        study = optuna.load_study(study_name=study_name(method, key), storage=_journal(storage))
+        study = optuna.load_study(study_name=study_name(method, budgeted(key, {max_cost})), storage=_journal(storage))
     except KeyError:
         return []
     return _finished(study)

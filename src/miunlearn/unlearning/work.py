@@ -44,26 +44,42 @@ def batch_size(x: torch.Tensor) -> int:
     return x.shape[0] * (physical.numel() // max(x.numel(), 1))
 
 
+class WorkLimitReached(Exception):
+    """A forward pass would have taken the method past its work limit (see :func:`count_work`)."""
+
+
+def retrain_work(epochs: int, retain_size: int) -> float:
+    """Retraining's work: ``epochs`` passes over D_r, every sample trained (what ``max_cost`` is a fraction of)."""
+    return float(epochs * retain_size)
+
+
 @contextmanager
-def count_work(model: nn.Module) -> Iterator[WorkCount]:
-    """Count the samples ``model`` processes inside the block, by a forward hook on its top module.
+def count_work(model: nn.Module, limit: float | None = None) -> Iterator[WorkCount]:
+    """Count the samples ``model`` processes inside the block, by a forward pre-hook on its top module.
 
     Methods report nothing themselves. Copies of ``model`` made inside the block with ``copy.deepcopy``
     (the teachers of bad-teacher and SCRUB) carry the hook, so their forward passes count too. Not counted:
     backward passes beyond one per trained sample (Fisher's per-class Jacobian) and other networks such as
     the privacy approximator, which reads logits and costs a fraction of one forward pass.
+
+    With a ``limit`` (in :func:`weighted_work` units), the forward pass that would exceed it raises
+    :class:`WorkLimitReached` before it runs, so the model is left as the last completed step made it.
     """
     work = WorkCount()
 
-    def hook(module: nn.Module, args: tuple, output: object) -> None:
+    def hook(module: nn.Module, args: tuple) -> None:
         if not args or not isinstance(args[0], torch.Tensor):
             return
-        if torch.is_grad_enabled():
-            work.samples_trained += batch_size(args[0])
+        samples, trained = batch_size(args[0]), torch.is_grad_enabled()
+        if limit is not None and weighted_work(work.samples_trained + samples * trained,
+                                               work.samples_inferred + samples * (not trained)) > limit:
+            raise WorkLimitReached
+        if trained:
+            work.samples_trained += samples
         else:
-            work.samples_inferred += batch_size(args[0])
+            work.samples_inferred += samples
 
-    handle = model.register_forward_hook(hook)
+    handle = model.register_forward_pre_hook(hook)
     try:
         yield work
     finally:
