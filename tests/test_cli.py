@@ -84,6 +84,19 @@ def test_rerun_from_saved_config_and_reuse_target_and_approximator(demo_dir, tmp
     assert "approximator_fit" not in metrics["timings_seconds"]
 
 
+def test_a_work_limit_stops_every_method_but_the_retrain_it_is_priced_on(demo_dir, tmp_path):
+    out, _ = demo_dir
+    result = runner.invoke(app, ["run", "--config", str(out / "config.yaml"),
+                                 f"model.weights={out}/models/original.safetensors",
+                                 f"approximator.load={out}/approximator.safetensors", "unlearn.max_cost=0.001",
+                                 "--out", str(tmp_path / "limited"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    records = json.loads((tmp_path / "limited" / "metrics.json").read_text())["records"]
+    assert records["remi"]["stop_reason"].startswith("work limit reached (0.001 of a retrain's work")
+    assert not records["retrain"]["stop_reason"].startswith("work limit")
+    assert "max_cost: 0.001" in (tmp_path / "limited" / "config.yaml").read_text()
+
+
 def test_list_shows_registries():
     result = runner.invoke(app, ["list"])
     assert result.exit_code == 0

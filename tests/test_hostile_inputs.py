@@ -408,6 +408,8 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "remi frozen leaves nothing": (overrides("unlearn.params.remi.frozen=['']"),
                                    'remi.frozen leaves no parameter to train'),
     "low fpr nan": (overrides("audit.low_fpr=.nan"), 'audit.low_fpr must be finite'),
+    "max cost zero": (overrides("unlearn.max_cost=0"), "unlearn.max_cost must be a positive fraction"),
+    "max cost nan": (overrides("unlearn.max_cost=.nan"), "unlearn.max_cost must be finite"),
     "train fraction nan": (overrides("data.train_fraction=.nan"), 'data.train_fraction must be finite'),
     "width 0": (overrides("model.width=0"), 'model.width must be at least 1'),
     "width negative": (overrides("model.width=-5"), 'model.width must be at least 1'),

@@ -136,6 +136,9 @@ class UnlearnConfig:
     preset: str | None = None
     """A YAML file of tuned hyper-parameters (``benchmarks/presets/*.yaml``): its ``unlearn.params`` fill in
     every method's settings that ``params`` does not set itself. Resolved on loading (then None)."""
+    max_cost: float | None = None
+    """Stop every method but ``retrain`` (the yardstick) at this fraction of a retrain's work and keep its model as
+    it stands (0.05: twenty times cheaper than retraining): how close each gets on a fixed compute budget."""
 
 
 @dataclass

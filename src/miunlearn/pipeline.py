@@ -86,6 +86,9 @@ def _config_problems(config: RunConfig, problems: list[str]) -> dict[str, Unlear
         problems.append(f"model.width must be at least 1 (or unset for the model's default), got {config.model.width}")
     if math.isfinite(config.audit.low_fpr) and not 0 < config.audit.low_fpr < 1:
         problems.append(f"audit.low_fpr must be in (0, 1), got {config.audit.low_fpr}")
+    max_cost = config.unlearn.max_cost
+    if isinstance(max_cost, (int, float)) and math.isfinite(max_cost) and max_cost <= 0:
+        problems.append(f"unlearn.max_cost must be a positive fraction of a retrain's work, got {max_cost}")
     if config.forget.requests < 1:
         problems.append(f"forget.requests must be at least 1, got {config.forget.requests}")
     if not config.unlearn.methods:
@@ -285,7 +288,8 @@ def run_requests(experiment: Experiment, target: Target, guidance: Guidance, con
         for name, method in methods.items():
             console.log(f"unlearning with {name}")
             result = unlearn(models[name], forget, retain, name, method.config, reference=reference,
-                             approximator=guidance.approximator, recipe=config.train, seed=config.seed)
+                             approximator=guidance.approximator, recipe=config.train, seed=config.seed,
+                             max_cost=None if name == "retrain" else config.unlearn.max_cost)
             models[name] = result.model
             records[name] = asdict(result.record)
             seconds[name] = result.record.seconds
