@@ -583,7 +583,8 @@ def write_preset(path: Path, setting: str, scenario: str, params: dict[str, dict
                        **({"max_cost": opts.max_cost} if opts.max_cost is not None else {}),
                        "objective": "avg_gap + 100 * |loss AUC - retrain's|, the mean over the calibration "
                                     "requests (miunlearn.tuning)", "methods": merged_tuning,
-                       "command": "python benchmarks/leaderboard.py" + (" --quick" if opts.quick else "")}}
+                       "command": "python benchmarks/leaderboard.py" + (" --quick" if opts.quick else "")
+                       + (f" --max-cost {opts.max_cost:g}" if opts.max_cost is not None else "")}}
     with atomic_write(path) as fh:
         shown = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
         fh.write(f"# Tuned settings for {setting}, {scenario}: use with unlearn.preset={shown} "

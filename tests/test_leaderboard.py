@@ -123,7 +123,8 @@ def test_a_work_limited_run_keeps_every_method_within_it_and_apart_from_unlimite
     assert all(r["work_ratio"] >= 1 / 0.05 for r in rows)
     assert all(r["ulira_auc"] is not None for r in rows)
     assert json.loads((out / "leaderboard_meta.json").read_text())["protocol"]["max_cost"] == 0.05
-    assert yaml.safe_load((out / "presets" / "digits_mlp-random10.yaml").read_text())["tuning"]["max_cost"] == 0.05
+    tuning = yaml.safe_load((out / "presets" / "digits_mlp-random10.yaml").read_text())["tuning"]
+    assert tuning["max_cost"] == 0.05 and tuning["command"].endswith("--max-cost 0.05")
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in cell.glob("*.safetensors")}
     assert {k: after[k] for k in before} == before  # the unlimited run's models are untouched
     assert {"remi-max-cost0.05.safetensors", "ssd-max-cost0.05.safetensors"} <= set(after)
