@@ -175,3 +175,21 @@ def test_channels_last_override_parses_and_rejects_non_booleans() -> None:
     with pytest.raises(MiunlearnError, match="train.compile must be true or false"):
         load_config(None, ["train.compile=maybe"])
 
+
+
+def test_the_work_counter_sees_compiled_training_even_from_a_cached_graph(
+        images: TensorData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dynamo does not guard on module hooks: a graph cached by an earlier compile (the target's training) was reused
+    for a retrain and the counter saw no sample. And a work limit that falls inside the first, guarded step is the
+    limit, not a failure of torch.compile."""
+    from miunlearn import unlearn
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    recipe = replace(RECIPE, compile=True)
+    train_model(tiny_cnn(), images, recipe)  # caches the graph, compiled without the counter's hook
+    forget, retain = images.subset(range(8)), images.subset(range(8, len(images)))
+    full = unlearn(tiny_cnn(), forget, retain, "retrain", recipe=recipe)
+    assert full.record.samples_trained == recipe.epochs * len(retain)
+    half_a_step = 0.5 * recipe.batch_size / (recipe.epochs * len(retain))
+    limited = unlearn(tiny_cnn(), forget, retain, "retrain", recipe=recipe, max_cost=half_a_step)
+    assert limited.record.stop_reason.startswith("work limit reached") and limited.record.samples_trained == 0

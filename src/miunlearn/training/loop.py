@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from miunlearn.config import TrainConfig
 from miunlearn.data import TensorData
-from miunlearn.errors import MiunlearnError
+from miunlearn.errors import MiunlearnError, WorkLimitReached
 from miunlearn.registry import Registry
 
 OPTIMIZERS: Registry[Callable[[Iterable[nn.Parameter], TrainConfig], torch.optim.Optimizer]] = Registry("optimizer")
@@ -161,12 +161,22 @@ def place_data(data: TensorData, device: torch.device, channels_last: bool) -> T
     return TensorData(in_format(data.x.to(device), channels_last), data.y.to(device))
 
 
-def compile_for_training(model: nn.Module) -> nn.Module:
-    """``torch.compile(model)``: the compiled wrapper shares ``model``'s parameters, so training it trains ``model``."""
+@contextlib.contextmanager
+def compiled_forward(model: nn.Module, active: bool) -> Iterator[None]:
+    """``torch.compile`` ``model.forward`` for the block, not the module: its hooks then run in Python around the
+    compiled graph. Dynamo does not guard on module hooks, so a module compiled whole would reuse a graph cached
+    without them, and the work counter (:func:`miunlearn.unlearning.work.count_work`) would see nothing."""
+    if not active:
+        yield
+        return
     try:
-        return torch.compile(model)
+        model.forward = torch.compile(model.forward)
     except Exception as exc:  # noqa: BLE001  (unsupported Python/platform: any error means "not available")
         raise MiunlearnError(_compile_failure(exc)) from None
+    try:
+        yield
+    finally:
+        del model.forward
 
 
 @contextlib.contextmanager
@@ -177,7 +187,7 @@ def compile_errors(active: bool) -> Iterator[None]:
         return
     try:
         yield
-    except MiunlearnError:
+    except (MiunlearnError, WorkLimitReached):
         raise
     except Exception as exc:  # noqa: BLE001  (whatever the compiler stack raises; only the first step is guarded)
         raise MiunlearnError(_compile_failure(exc)) from None
@@ -194,7 +204,6 @@ def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: s
     validate_train_config(config)
     device, channels_last = place_model(model, config, data)
     data = place_data(data, device, channels_last)
-    runner = compile_for_training(model) if config.compile else model
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = OPTIMIZERS.get(config.optimizer)(model.parameters(), config)
     steps_per_epoch = -(-len(data) // config.batch_size)
@@ -202,30 +211,31 @@ def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: s
     scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16" and device.type == "cuda")
     use_augment = config.augment and data.x.ndim == 4
     history = []
-    for epoch in progress(range(config.epochs), config.epochs, desc, config.progress):
-        model.train()
-        start = time.perf_counter()
-        total_loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
-        for step, idx in enumerate(batches(len(data), config.batch_size, generator, device)):
-            x, y = data.x[idx], data.y[idx]
-            if use_augment:
-                x = augment(x, generator)
-            with compile_errors(config.compile and epoch == 0 and step == 0):
-                with autocast(device, config.precision):
-                    logits = runner(in_format(x, channels_last))
-                    loss = F.cross_entropy(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            total_loss += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-        row = {"epoch": epoch + 1, "loss": float(total_loss) / len(data), "train_acc": float(correct) / len(data),
-               "seconds": time.perf_counter() - start}
-        if eval_data is not None:
-            row["eval_acc"] = evaluate_accuracy(model, eval_data, device, config.precision)
-        history.append(row)
+    with compiled_forward(model, config.compile):
+        for epoch in progress(range(config.epochs), config.epochs, desc, config.progress):
+            model.train()
+            start = time.perf_counter()
+            total_loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+            for step, idx in enumerate(batches(len(data), config.batch_size, generator, device)):
+                x, y = data.x[idx], data.y[idx]
+                if use_augment:
+                    x = augment(x, generator)
+                with compile_errors(config.compile and epoch == 0 and step == 0):
+                    with autocast(device, config.precision):
+                        logits = model(in_format(x, channels_last))
+                        loss = F.cross_entropy(logits, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                total_loss += loss.detach() * len(y)
+                correct += (logits.argmax(1) == y).sum()
+            row = {"epoch": epoch + 1, "loss": float(total_loss) / len(data), "train_acc": float(correct) / len(data),
+                   "seconds": time.perf_counter() - start}
+            if eval_data is not None:
+                row["eval_acc"] = evaluate_accuracy(model, eval_data, device, config.precision)
+            history.append(row)
     model.eval()
     return history
 

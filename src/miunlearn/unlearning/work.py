@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch._C import _functorch
 
+from miunlearn.errors import WorkLimitReached
+
 INFERENCE_COST = 1 / 3
 """An inferred sample's cost in trained samples: one forward pass against a forward and a backward (about 2×)."""
 
@@ -42,10 +44,6 @@ def batch_size(x: torch.Tensor) -> int:
     while _functorch.is_functorch_wrapped_tensor(physical):
         physical = _functorch.get_unwrapped(physical)
     return x.shape[0] * (physical.numel() // max(x.numel(), 1))
-
-
-class WorkLimitReached(Exception):
-    """A forward pass would have taken the method past its work limit (see :func:`count_work`)."""
 
 
 def retrain_work(epochs: int, retain_size: int) -> float:
