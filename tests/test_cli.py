@@ -71,13 +71,19 @@ def test_demo_writes_a_complete_run_folder(demo_dir):
     assert not list(out.parent.glob(".*partial")), "staging folder left behind"
 
 
-def test_rerun_from_saved_config_and_reuse_target_and_approximator(demo_dir, tmp_path):
+def rerun_demo(demo_dir, out_dir, *overrides):
+    """The demo's saved run again, on its trained target and fitted approximator, with ``overrides``."""
     out, _ = demo_dir
     result = runner.invoke(app, ["run", "--config", str(out / "config.yaml"),
                                  f"model.weights={out}/models/original.safetensors",
-                                 f"approximator.load={out}/approximator.safetensors", "unlearn.methods=[remi]",
-                                 "--out", str(tmp_path / "again"), "--quiet"])
+                                 f"approximator.load={out}/approximator.safetensors", *overrides,
+                                 "--out", str(out_dir), "--quiet"])
     assert result.exit_code == 0, result.output
+
+
+def test_rerun_from_saved_config_and_reuse_target_and_approximator(demo_dir, tmp_path):
+    out, _ = demo_dir
+    rerun_demo(demo_dir, tmp_path / "again", "unlearn.methods=[remi]")
     metrics = json.loads((tmp_path / "again" / "metrics.json").read_text())
     first = json.loads((out / "metrics.json").read_text())
     assert metrics["models"]["original"]["test_acc"] == first["models"]["original"]["test_acc"]
@@ -85,12 +91,7 @@ def test_rerun_from_saved_config_and_reuse_target_and_approximator(demo_dir, tmp
 
 
 def test_a_work_limit_stops_every_method_but_the_retrain_it_is_priced_on(demo_dir, tmp_path):
-    out, _ = demo_dir
-    result = runner.invoke(app, ["run", "--config", str(out / "config.yaml"),
-                                 f"model.weights={out}/models/original.safetensors",
-                                 f"approximator.load={out}/approximator.safetensors", "unlearn.max_cost=0.001",
-                                 "--out", str(tmp_path / "limited"), "--quiet"])
-    assert result.exit_code == 0, result.output
+    rerun_demo(demo_dir, tmp_path / "limited", "unlearn.max_cost=0.001")
     records = json.loads((tmp_path / "limited" / "metrics.json").read_text())["records"]
     assert records["remi"]["stop_reason"].startswith("work limit reached (0.001 of a retrain's work")
     assert not records["retrain"]["stop_reason"].startswith("work limit")

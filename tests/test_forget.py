@@ -196,6 +196,9 @@ def test_api_takes_a_module_and_arrays_with_their_own_ids(user, tmp_path):
     later = miunlearn.forget(tmp_path / "state", ["user-10", "user-11"], model=model, train=(x, y, ids),
                              held_out=held, settings=["train.device=cpu", "unlearn.remi.epochs=2"])
     assert later.request == 2 and later.certificate["method"]["settings"]["epochs"] == 2
+    limited = miunlearn.forget(tmp_path / "state", ["user-13"], model=model, train=(x, y, ids), held_out=held,
+                               settings=["max_cost=0.001", "unlearn.remi.min_epochs=1"])
+    assert limited.certificate["method"]["stop_reason"].startswith("work limit reached (0.001 of a retrain's work")
     with pytest.raises(MiunlearnError, match="pass model="):
         miunlearn.forget(tmp_path / "state", ["user-12"], train=(x, y, ids), held_out=held)
 
@@ -228,6 +231,7 @@ def test_wrong_architecture_names_keys_and_shapes(user, tmp_path, monkeypatch):
     (["--model", "usernets.mlp:TwoLayer", "approximator.name=shadow-nn", "approximator.hidden=0"],
      "approximator.hidden must be at least 1"),
     (["--model", "usernets.mlp:TwoLayer", "approximator.name=lira"], "unknown approximator 'lira'"),
+    (["--model", "usernets.mlp:TwoLayer", "max_cost=0"], "max_cost must be a positive fraction"),
     (["--model", "usernets.mlp:TwoLayer", "unlearn.remi.frozen=[neck.]"],
      "remi.frozen: no parameter named 'neck.'...; this model's top-level parameter names start with: body, head"),
 ])

@@ -40,6 +40,9 @@ class DeploymentConfig:
     """Fixed when the state folder is created."""
     unlearn: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-method hyper-parameters for this request, e.g. ``unlearn.remi.epochs=60``."""
+    max_cost: float | None = None
+    """Stop this request's method at this fraction of a retrain's work on the remaining rows (``train``'s epochs
+    over them) and keep its model as it stands, e.g. ``max_cost=0.05`` for at most a twentieth of a retrain."""
     seed: int = 0
     """Seed of the approximator's models; each request's seed is this plus its number."""
 

@@ -98,6 +98,8 @@ def forget(state: str | Path, request: Any, *, model: nn.Module | str | None = N
     config, given = _settings(settings)
     from miunlearn.unlearning import build_method
 
+    if config.max_cost is not None and not (math.isfinite(config.max_cost) and config.max_cost > 0):
+        raise MiunlearnError(f"max_cost must be a positive fraction of a retrain's work, got {config.max_cost}")
     algorithm = build_method(method, config.unlearn.get(method))
     for name in config.unlearn:
         build_method(name, config.unlearn[name])
@@ -314,6 +316,7 @@ def _apply(folder: StateFolder, ids: np.ndarray, model: nn.Module | str | None, 
     _check_fixed_settings(deployment, given)
     switches = {k: v for k, v in (given.get("train") or {}).items() if k in SWITCHES}
     config = from_dict(DeploymentConfig, merge(deployment["settings"], {"unlearn": config.unlearn,
+                                                                        "max_cost": config.max_cost,
                                                                         "train": switches}))
     if train is None and not can_read(deployment["train"]["source"]):
         raise MiunlearnError(f"the training rows ({deployment['train']['source']}) are not a file or folder this "
@@ -348,7 +351,8 @@ def _apply(folder: StateFolder, ids: np.ndarray, model: nn.Module | str | None, 
                 f"({len(keep)} training rows remain)")
     input_hash = sha256_file(folder.path / CURRENT)
     result = unlearn(current, forget_set, retain_set, algorithm.name, algorithm.config, reference=roles["reference"],
-                     approximator=approximator, recipe=config.train, seed=config.seed + number)
+                     approximator=approximator, recipe=config.train, seed=config.seed + number,
+                     max_cost=config.max_cost)
     models = {"before": current, algorithm.name: result.model}
     seconds = {algorithm.name: result.record.seconds}
     if retrain:
