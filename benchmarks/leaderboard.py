@@ -85,7 +85,7 @@ from miunlearn.training.executors import ModelSpec, build_executor  # noqa: E402
 from miunlearn.tuning import CalibrationTask, calibration_metrics, class_sources, method_fingerprint, tune  # noqa: E402
 from miunlearn.unlearning import METHODS, unlearn  # noqa: E402
 from miunlearn.unlearning.search_space import SEARCH_SPACES  # noqa: E402
-from miunlearn.unlearning.work import weighted_work  # noqa: E402
+from miunlearn.unlearning.work import max_cost_problem, weighted_work  # noqa: E402
 
 ROW_KEYS = ("setting", "scenario", "method", "seed", "forget_acc", "retain_acc", "test_acc", "mia_efficacy",
             "avg_gap", "floor_avg_gap", "strong_auc", "strong_tpr_1pct", "floor_strong_auc", "ulira_auc",
@@ -1314,8 +1314,9 @@ def parse_args(argv: list[str]) -> Options:
             or counts["calibration_requests"] < 1:
         raise MiunlearnError("need --retrains >= 2 (the noise floor), --seeds >= 1, --trials >= 1, --references >= 2, "
                              "--calibration-requests >= 1")
-    if args.max_cost is not None and not (math.isfinite(args.max_cost) and args.max_cost > 0):
-        raise MiunlearnError(f"--max-cost must be a positive fraction of a retrain's work, got {args.max_cost}")
+    problem = max_cost_problem(args.max_cost, "--max-cost")
+    if problem:
+        raise MiunlearnError(problem)
     limited = "" if args.max_cost is None else f"max-cost-{args.max_cost:g}"
     out = args.out or (ROOT / "runs" / f"leaderboard-quick{'-' * bool(limited)}{limited}" if args.quick
                        else HERE / "results" / limited)

@@ -32,6 +32,7 @@ from miunlearn.training import resolve_device, train_model
 from miunlearn.training.executors import validate_executor_config
 from miunlearn.training.loop import place_model, validate_train_config
 from miunlearn.unlearning import METHODS, UnlearningMethod, build_method, unlearn
+from miunlearn.unlearning.work import max_cost_problem
 
 
 @dataclass
@@ -87,8 +88,8 @@ def _config_problems(config: RunConfig, problems: list[str]) -> dict[str, Unlear
     if math.isfinite(config.audit.low_fpr) and not 0 < config.audit.low_fpr < 1:
         problems.append(f"audit.low_fpr must be in (0, 1), got {config.audit.low_fpr}")
     max_cost = config.unlearn.max_cost
-    if isinstance(max_cost, (int, float)) and math.isfinite(max_cost) and max_cost <= 0:
-        problems.append(f"unlearn.max_cost must be a positive fraction of a retrain's work, got {max_cost}")
+    if not (isinstance(max_cost, float) and not math.isfinite(max_cost)):  # number_problems names those
+        problems += [p for p in [max_cost_problem(max_cost, "unlearn.max_cost")] if p]
     if config.forget.requests < 1:
         problems.append(f"forget.requests must be at least 1, got {config.forget.requests}")
     if not config.unlearn.methods:

@@ -97,9 +97,11 @@ def forget(state: str | Path, request: Any, *, model: nn.Module | str | None = N
     console = console or Console(stderr=True, quiet=True)
     config, given = _settings(settings)
     from miunlearn.unlearning import build_method
+    from miunlearn.unlearning.work import max_cost_problem
 
-    if config.max_cost is not None and not (math.isfinite(config.max_cost) and config.max_cost > 0):
-        raise MiunlearnError(f"max_cost must be a positive fraction of a retrain's work, got {config.max_cost}")
+    problem = max_cost_problem(config.max_cost)
+    if problem:
+        raise MiunlearnError(problem)
     algorithm = build_method(method, config.unlearn.get(method))
     for name in config.unlearn:
         build_method(name, config.unlearn[name])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -17,7 +16,7 @@ from miunlearn.data import TensorData
 from miunlearn.errors import MiunlearnError
 from miunlearn.guidance.approximators import PrivacyApproximator
 from miunlearn.registry import Registry
-from miunlearn.unlearning.work import WorkLimitReached, count_work, retrain_work
+from miunlearn.unlearning.work import WorkLimitReached, count_work, max_cost_problem, retrain_work
 
 
 @dataclass
@@ -114,9 +113,9 @@ def _as_model_input(data: TensorData | None) -> TensorData | None:
 
 def _cost_basis(retain: TensorData | None, max_cost: float) -> int:
     """|D_r|, which ``max_cost`` needs to price a retrain (checked before anything runs)."""
-    number = isinstance(max_cost, (int, float)) and not isinstance(max_cost, bool)
-    if not (number and math.isfinite(max_cost) and max_cost > 0):
-        raise MiunlearnError(f"max_cost must be a positive fraction of a retrain's work, got {max_cost!r}")
+    problem = max_cost_problem(max_cost)
+    if problem:
+        raise MiunlearnError(problem)
     if retain is None or len(retain) == 0:
         raise MiunlearnError("max_cost is a fraction of retraining's work on D_r; pass retain=...")
     return len(retain)

@@ -7,6 +7,7 @@ the least any method could do (see benchmarks/scaling.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +45,15 @@ def batch_size(x: torch.Tensor) -> int:
     while _functorch.is_functorch_wrapped_tensor(physical):
         physical = _functorch.get_unwrapped(physical)
     return x.shape[0] * (physical.numel() // max(x.numel(), 1))
+
+
+def max_cost_problem(max_cost: object, name: str = "max_cost") -> str | None:
+    """Why ``max_cost`` is not a work limit (None, or a positive finite fraction of a retrain's work), if it is not:
+    the one check behind ``unlearn``, the run config, ``forget`` and the leaderboard's ``--max-cost``."""
+    number = isinstance(max_cost, (int, float)) and not isinstance(max_cost, bool)
+    if max_cost is None or (number and math.isfinite(max_cost) and max_cost > 0):
+        return None
+    return f"{name} must be a positive fraction of a retrain's work, got {max_cost!r}"
 
 
 def retrain_work(epochs: int, retain_size: int) -> float:
