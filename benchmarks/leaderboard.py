@@ -585,11 +585,38 @@ def write_preset(path: Path, setting: str, scenario: str, params: dict[str, dict
                                     "requests (miunlearn.tuning)", "methods": merged_tuning,
                        "command": "python benchmarks/leaderboard.py" + (" --quick" if opts.quick else "")
                        + (f" --max-cost {opts.max_cost:g}" if opts.max_cost is not None else "")}}
+    _write_preset_data(path, data)
+
+
+def _write_preset_data(path: Path, data: dict) -> None:
+    """A preset file, headed by how to use it from where it now lies."""
     with atomic_write(path) as fh:
         shown = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
-        fh.write(f"# Tuned settings for {setting}, {scenario}: use with unlearn.preset={shown} "
-                 "(only unlearn.params is read).\n")
+        fh.write(f"# Tuned settings for {data['tuning']['setting']}, {data['tuning']['scenario']}: use with "
+                 f"unlearn.preset={shown} (only unlearn.params is read).\n")
         yaml.safe_dump(data, fh, sort_keys=False)
+
+
+def merged_presets(presets: Path, others: list[Path]) -> tuple[dict[Path, dict], list[str]]:
+    """The preset files of ``others`` folded into those in ``presets``, and the clashes (a method tuned to other
+    params, or a study's record that differs) that forbid it. Only files a merge changes are returned."""
+    merged: dict[Path, dict] = {}
+    clashes = []
+    for other in others:
+        for source in sorted(other.glob("*.yaml")):
+            path = presets / source.name
+            theirs = yaml.safe_load(source.read_text())
+            ours = merged.get(path) or (yaml.safe_load(path.read_text()) if path.is_file() else None)
+            if ours is None:
+                merged[path] = theirs
+                continue
+            params, tuning = ours["unlearn"]["params"], ours["tuning"]
+            clashes += [f"{source.name}: {m}" for m, p in theirs["unlearn"]["params"].items() if params.get(m, p) != p]
+            clashes += [f"{source.name}: tuning.{k}" for k, v in theirs["tuning"].items()
+                        if k != "methods" and tuning.get(k, v) != v]
+            merged[path] = {"unlearn": {"params": params | theirs["unlearn"]["params"]},
+                            "tuning": tuning | {"methods": tuning.get("methods", {}) | theirs["tuning"]["methods"]}}
+    return merged, clashes
 
 
 # ---------------------------------------------------------------------------------------------- one cell
@@ -1011,10 +1038,11 @@ def invocation_records(meta: dict) -> list[dict]:
     return []
 
 
-def merge(out: Path, others: list[Path]) -> None:
+def merge(out: Path, others: list[Path], presets: Path) -> None:
     """Fold the rows, cells and invocation records of other ``--out`` folders (e.g. of processes that ran other
-    settings in parallel, one per core) into ``out``. A row or cell both hold with different content, or another
-    protocol, is an error and nothing is written."""
+    settings in parallel, one per core) into ``out``, and the presets they hold (``<other>/presets``) into
+    ``presets``. A row, cell or tuned method both hold with different content, or another protocol, is an error
+    and nothing is written."""
     results = Results(out)
     meta_path = out / "leaderboard_meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -1037,6 +1065,14 @@ def merge(out: Path, others: list[Path]) -> None:
         results.cells |= theirs.cells
         meta = {"machine": meta.get("machine", their_meta["machine"]), "protocol": their_meta["protocol"],
                 "runs": invocation_records(meta) + invocation_records(their_meta)}
+    preset_files, clashes = merged_presets(presets, [other / "presets" for other in others
+                                                     if (other / "presets").resolve() != presets.resolve()])
+    if clashes:
+        raise MiunlearnError(f"the presets of {out} and {', '.join(map(str, others))} disagree on {len(clashes)} "
+                             f"method(s), e.g. {clashes[0]}; rerun one of them instead of merging")
+    for path, data in preset_files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_preset_data(path, data)
     write_json(results.rows_path, results.rows)
     write_json(results.cells_path, results.cells)
     write_json(meta_path, meta)
@@ -1303,7 +1339,8 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--benchmarks-md", type=Path, help="with --report: also update this file's leaderboard section")
     parser.add_argument("--readme", type=Path, help="with --report: also update this file's leaderboard summary")
     parser.add_argument("--merge", type=Path, action="append", default=[], metavar="DIR",
-                        help="fold another --out folder's rows into --out (then report), e.g. of a parallel process")
+                        help="fold another --out folder's rows into --out and its presets into --presets "
+                             "(then report), e.g. of a parallel process")
     parser.add_argument("overrides", nargs="*", help="run-config overrides for every setting (key=value)")
     args = parser.parse_args(argv)
     quick = {"seeds": 2, "retrains": 2, "trials": 2, "references": 4, "ulira_seeds": 1, "calibration_requests": 1}
@@ -1418,7 +1455,7 @@ def main(argv: list[str]) -> int:
     try:
         opts = parse_args(argv)
         if opts.merge:
-            merge(opts.out, opts.merge)
+            merge(opts.out, opts.merge, opts.presets)
         if "--report" in argv or opts.merge:
             print(report(opts.out, opts.benchmarks_md, opts.readme))
             return 0

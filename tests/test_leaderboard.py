@@ -695,8 +695,8 @@ def test_trial_sweep_runs_every_tuned_trial_under_each_variant_on_dev_seeds_only
     assert "are ones the leaderboard evaluates (0..1); dev seeds start at 2" in capsys.readouterr().err
 
 
-def test_runs_of_other_settings_merge_into_one_leaderboard_and_clashes_are_refused(quick_run: dict,
-                                                                                    tmp_path: Path) -> None:
+def test_runs_of_other_settings_merge_into_one_leaderboard_and_clashes_are_refused(
+        quick_run: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Settings run in parallel processes (one per core) each write their own --out; --merge folds them together."""
     rows = json.loads((quick_run["out"] / "leaderboard.json").read_text())
     cells = json.loads((quick_run["out"] / "leaderboard_cells.json").read_text())
@@ -709,19 +709,38 @@ def test_runs_of_other_settings_merge_into_one_leaderboard_and_clashes_are_refus
         (folder / "leaderboard_cells.json").write_text(json.dumps(
             {k: c for k, c in cells.items() if k.split("/")[1] in scenarios}))
         (folder / "leaderboard_meta.json").write_text(json.dumps(meta))
-    assert leaderboard.main(["--out", str(tmp_path / "a"), "--merge", str(tmp_path / "b")]) == 0
+    # each part tuned some of the methods of one preset file; the merge unites them under --presets
+    preset = next((quick_run["out"] / "presets").glob("*.yaml"))
+    data = yaml.safe_load(preset.read_text())
+    params, methods = data["unlearn"]["params"], data["tuning"]["methods"]
+    halves = {"a": sorted(params)[:1], "b": sorted(params)[1:]}
+    for name, tuned in halves.items():
+        (tmp_path / name / "presets").mkdir()
+        (tmp_path / name / "presets" / preset.name).write_text(yaml.safe_dump(
+            data | {"unlearn": {"params": {m: params[m] for m in tuned}},
+                    "tuning": data["tuning"] | {"methods": {m: methods[m] for m in tuned}}}))
+    merge = ["--out", str(tmp_path / "a"), "--presets", str(tmp_path / "a" / "presets"), "--merge", str(tmp_path / "b")]
+    assert leaderboard.main(merge) == 0
     merged = json.loads((tmp_path / "a" / "leaderboard.json").read_text())
     assert sorted(map(json.dumps, merged)) == sorted(map(json.dumps, rows))
     assert json.loads((tmp_path / "a" / "leaderboard_cells.json").read_text()) == cells
     runs = json.loads((tmp_path / "a" / "leaderboard_meta.json").read_text())["runs"]
     assert len(runs) == 2 and all("python benchmarks/leaderboard.py" in r["command"] for r in runs)
     assert (tmp_path / "a" / "leaderboard.md").is_file()
+    text = (tmp_path / "a" / "presets" / preset.name).read_text()
+    assert yaml.safe_load(text) == data  # both halves, and the study's record
+    assert f"unlearn.preset={tmp_path / 'a' / 'presets' / preset.name} " in text.splitlines()[0]  # where it now lies
 
     clash = dict(rows[0]) | {"avg_gap": rows[0]["avg_gap"] + 1}
     (tmp_path / "b" / "leaderboard.json").write_text(json.dumps([clash]))
-    before = (tmp_path / "a" / "leaderboard.json").read_bytes()
-    assert leaderboard.main(["--out", str(tmp_path / "a"), "--merge", str(tmp_path / "b")]) == 2
-    assert (tmp_path / "a" / "leaderboard.json").read_bytes() == before
+    before = {path: path.read_bytes() for path in (tmp_path / "a").rglob("*") if path.is_file()}
+    assert leaderboard.main(merge) == 2
+    (tmp_path / "b" / "leaderboard.json").write_text("[]")
+    other_pick = {m: p | {"lr": 1.0} if "lr" in p else p for m, p in params.items()}
+    (tmp_path / "b" / "presets" / preset.name).write_text(yaml.safe_dump(data | {"unlearn": {"params": other_pick}}))
+    assert leaderboard.main(merge) == 2
+    assert "disagree on" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in (tmp_path / "a").rglob("*") if path.is_file()} == before
 
 
 def test_the_readme_summary_is_generated_between_its_markers(quick_run: dict, tmp_path: Path) -> None:
