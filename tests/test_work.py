@@ -110,9 +110,34 @@ def test_every_method_stops_within_max_cost_and_is_unchanged_below_it(method, re
     assert not capped.model._forward_pre_hooks and not model._forward_pre_hooks
     assert all(torch.isfinite(p).all() for p in capped.model.parameters())
 
+    kept = _timeless(capped.record.history)
+    assert kept == _timeless(full.record.history)[:len(kept)], "the rows logged before the stop are the full run's"
+
     roomy = unlearn(model, method=method, config=config, seed=1, max_cost=cost * 1.001, **args)
     assert roomy.record.stop_reason == full.record.stop_reason
+    assert _timeless(roomy.record.history) == _timeless(full.record.history)
     assert all(torch.equal(v, roomy.model.state_dict()[k]) for k, v in full.model.state_dict().items())
+
+
+def _timeless(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+@pytest.mark.parametrize("method", ["finetune", "remi"])
+def test_a_stopped_run_keeps_the_log_of_what_it_finished(method, request_parts):  # noqa: F811
+    """What a limited run got through is in its record: ``finetune``'s finished epochs, ReMI's checks (the
+    stopping rule's statistics a user reads to see how near the test was to passing)."""
+    args = dict(request_parts)
+    model = args.pop("model")
+    config = {"epochs": 4} if method == "finetune" else {"epochs": 4, "tolerance": 1e-9, "patience": 100}
+    full = unlearn(model, method=method, config=config, seed=1, **args)
+    assert full.record.stop_reason.startswith("epoch budget (4) reached")
+    capped = unlearn(model, method=method, config=config, seed=1, max_cost=_cost(full.record, args) * 0.6, **args)
+    assert capped.record.stop_reason.startswith("work limit reached")
+    rows = _timeless(capped.record.history)
+    assert 0 < len(rows) < len(full.record.history) and rows == _timeless(full.record.history)[:len(rows)]
+    if method == "finetune":
+        assert [row["epoch"] for row in rows] == [1, 2]  # the third epoch's pass was refused midway
 
 
 @pytest.mark.parametrize("max_cost", [0, -0.1, float("nan"), True])

@@ -199,8 +199,10 @@ def _compile_failure(exc: Exception) -> str:
 
 
 def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: str = "train",
-                eval_data: TensorData | None = None) -> list[dict[str, float]]:
-    """Train ``model`` in place on ``data`` with ``config``'s recipe; return the per-epoch log."""
+                eval_data: TensorData | None = None, history: list[dict[str, float]] | None = None
+                ) -> list[dict[str, float]]:
+    """Train ``model`` in place on ``data`` with ``config``'s recipe; return the per-epoch log (``history``, when
+    given, receives each row as it is made: a run stopped by a work limit keeps the epochs it finished)."""
     validate_train_config(config)
     device, channels_last = place_model(model, config, data)
     data = place_data(data, device, channels_last)
@@ -210,7 +212,7 @@ def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: s
     scheduler = SCHEDULES.get(config.schedule)(optimizer, config.epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16" and device.type == "cuda")
     use_augment = config.augment and data.x.ndim == 4
-    history = []
+    history = [] if history is None else history
     with compiled_forward(model, config.compile):
         for epoch in progress(range(config.epochs), config.epochs, desc, config.progress):
             model.train()

@@ -47,7 +47,7 @@ class BadTeacher(UnlearningMethod):
         check_ranges(self.name, self.config, positive=("lr", "temperature", "retain_fraction"),
                      unit=("retain_fraction",), at_least_one=("epochs", "batch_size"))
 
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
         c = self.config
         competent = copy.deepcopy(model).eval()
         incompetent = reinitialise(copy.deepcopy(model), request.seed).eval()
@@ -61,7 +61,6 @@ class BadTeacher(UnlearningMethod):
         is_forget = torch.cat([torch.zeros(len(retain), dtype=torch.bool, device=device),
                                torch.ones(len(forget), dtype=torch.bool, device=device)])
         optimizer = torch.optim.Adam(model.parameters(), lr=c.lr)
-        history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             losses = []
             for idx in batches(len(x), c.batch_size, generator, device):
@@ -73,7 +72,7 @@ class BadTeacher(UnlearningMethod):
                                 F.log_softmax(target / c.temperature, dim=1), log_target=True, reduction="batchmean")
                 losses.append(step(optimizer, loss))
             history.append({"epoch": epoch + 1, "kl": sum(losses) / len(losses)})
-        return history, f"epoch budget ({c.epochs}) reached"
+        return f"epoch budget ({c.epochs}) reached"
 
 
 @SEARCH_SPACES.register("bad-teacher")

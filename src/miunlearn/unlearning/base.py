@@ -88,8 +88,9 @@ class UnlearningMethod(ABC):
         return None
 
     @abstractmethod
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
-        """Unlearn in place on ``model`` (already a copy); return the per-epoch log and the stop reason."""
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
+        """Unlearn in place on ``model`` (already a copy), appending each epoch's (or check's) log row to
+        ``history`` as it is made, so a run a work limit stops keeps the rows it logged; return the stop reason."""
 
 
 METHODS: Registry[type[UnlearningMethod]] = Registry("unlearning method")
@@ -134,7 +135,7 @@ def unlearn(model: nn.Module, forget: TensorData, retain: TensorData | None = No
     ``max_cost`` caps that work at a fraction of a retrain's (``recipe.epochs`` passes over ``retain``): the
     method is stopped before the forward pass that would exceed it and its model returned as it stands, so
     any method can be asked how close it gets on a fixed compute budget (``0.05``: twenty times cheaper
-    than retraining). The record then says so and holds no per-epoch log.
+    than retraining). The record then says so and holds the rows logged before the stop.
     """
     algorithm = build_method(method, config)
     forget, retain, reference = (_as_model_input(part) for part in (forget, retain, reference))
@@ -153,11 +154,12 @@ def unlearn(model: nn.Module, forget: TensorData, retain: TensorData | None = No
     new_model = copy.deepcopy(model)
     torch.manual_seed(seed)
     start = time.perf_counter()
+    history: list[dict[str, float]] = []
     with count_work(new_model, limit) as work:
         try:
-            history, stop_reason = algorithm.run(new_model, request)
+            stop_reason = algorithm.run(new_model, request, history)
         except WorkLimitReached:
-            history, stop_reason = [], (f"work limit reached ({max_cost:g} of a retrain's work, {limit:.0f} "
+            stop_reason = (f"work limit reached ({max_cost:g} of a retrain's work, {limit:.0f} "
                                         "trained-sample equivalents): stopped before the pass that would exceed it")
     if torch.cuda.is_available():
         torch.cuda.synchronize()

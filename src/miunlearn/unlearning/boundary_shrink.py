@@ -54,7 +54,7 @@ class BoundaryShrink(UnlearningMethod):
         check_ranges(self.name, self.config, positive=("bound", "lr"), non_negative=("momentum",),
                      at_least_one=("epochs", "batch_size"))
 
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
         c = self.config
         original = copy.deepcopy(model).eval()
         device, generator, place = start(model, request)
@@ -63,7 +63,6 @@ class BoundaryShrink(UnlearningMethod):
             p.requires_grad_(False)
         forget = place(request.forget)
         optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum)
-        history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             losses, moved = [], 0
             for idx in batches(len(forget), c.batch_size, generator, device):
@@ -72,7 +71,7 @@ class BoundaryShrink(UnlearningMethod):
                 losses.append(step(optimizer, F.cross_entropy(logits_of(model, forget.x[idx], request), labels)))
             history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses),
                             "relabelled_fraction": moved / len(forget)})
-        return history, f"epoch budget ({c.epochs}) reached"
+        return f"epoch budget ({c.epochs}) reached"
 
 
 @SEARCH_SPACES.register("boundary-shrink")

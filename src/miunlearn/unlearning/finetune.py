@@ -44,12 +44,11 @@ class Finetune(UnlearningMethod):
         """An extra term added to the retain loss (none here; ``l1-sparse`` adds one)."""
         return None
 
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
         c = self.config
         device, generator, place = start(model, request)
         retain = place(request.retain)
         optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
-        history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             total, steps = 0.0, 0
             for idx in batches(len(retain), c.batch_size, generator, device):
@@ -58,7 +57,7 @@ class Finetune(UnlearningMethod):
                 total += step(optimizer, loss if extra is None else loss + extra)
                 steps += 1
             history.append({"epoch": epoch + 1, "loss": total / steps})
-        return history, f"epoch budget ({c.epochs}) reached"
+        return f"epoch budget ({c.epochs}) reached"
 
 
 @SEARCH_SPACES.register("finetune")

@@ -76,7 +76,7 @@ class Fisher(UnlearningMethod):
     def validate(self) -> None:
         check_ranges(self.name, self.config, positive=("alpha",), at_least_one=("batch_size",))
 
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
         device, generator, place = start(model, request)
         num_classes = class_count(model, request.forget)
         fisher = diagonal_fisher(model, place(request.retain), self.config.batch_size, request.recipe.progress)
@@ -98,8 +98,8 @@ class Fisher(UnlearningMethod):
                 p.copy_(mean + var.sqrt() * noise)
                 noise_std.append(float(var.sqrt().mean()))
         model.eval()
-        history = [{"mean_noise_std": sum(noise_std) / len(noise_std), "forgotten_classes": len(forgotten)}]
-        return history, "one-shot: noise from the inverse Fisher of D_r"
+        history.append({"mean_noise_std": sum(noise_std) / len(noise_std), "forgotten_classes": len(forgotten)})
+        return "one-shot: noise from the inverse Fisher of D_r"
 
 
 def _classifier_parameters(model: nn.Module, num_classes: int) -> set[str]:

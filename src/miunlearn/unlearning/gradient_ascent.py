@@ -41,17 +41,16 @@ class GradientAscent(UnlearningMethod):
         check_ranges(self.name, self.config, positive=("lr",), non_negative=("momentum", "weight_decay"),
                      at_least_one=("epochs", "batch_size"))
 
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
         c = self.config
         device, generator, place = start(model, request)
         forget = place(request.forget)
         optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
-        history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             losses = [-step(optimizer, -F.cross_entropy(logits_of(model, forget.x[idx], request), forget.y[idx]))
                       for idx in batches(len(forget), c.batch_size, generator, device)]
             history.append({"epoch": epoch + 1, "forget_ce": sum(losses) / len(losses)})
-        return history, f"epoch budget ({c.epochs}) reached"
+        return f"epoch budget ({c.epochs}) reached"
 
 
 @SEARCH_SPACES.register("gradient-ascent")

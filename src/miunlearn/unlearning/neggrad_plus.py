@@ -46,12 +46,11 @@ class NegGradPlus(UnlearningMethod):
         check_ranges(self.name, self.config, open_unit=("alpha",), positive=("lr",),
                      non_negative=("momentum", "weight_decay"), at_least_one=("epochs", "retain_batch", "forget_batch"))
 
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
         c = self.config
         device, generator, place = start(model, request)
         retain, forget = place(request.retain), place(request.forget)
         optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
-        history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             total, steps = 0.0, 0
             for r_idx, f_idx in paired_batches(retain, forget, c.retain_batch, c.forget_batch, generator, device):
@@ -62,7 +61,7 @@ class NegGradPlus(UnlearningMethod):
                 total += step(optimizer, loss)
                 steps += 1
             history.append({"epoch": epoch + 1, "loss": total / steps})
-        return history, f"epoch budget ({c.epochs}) reached"
+        return f"epoch budget ({c.epochs}) reached"
 
 
 @SEARCH_SPACES.register("neggrad-plus")

@@ -46,7 +46,7 @@ class RandomLabel(UnlearningMethod):
         """Which weights may move (one 0/1 tensor per parameter); ``None``: all of them. SalUn overrides."""
         return None
 
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
         c = self.config
         device, generator, place = start(model, request)
         masks = self.masks(model, request)
@@ -57,7 +57,6 @@ class RandomLabel(UnlearningMethod):
         # Weight decay is folded into the gradient by hand so that a mask also stops it (SGD's own decay
         # would shrink masked-out weights); momentum then only ever sees masked gradients.
         optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum)
-        history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             total, steps = 0.0, 0
             for idx in batches(len(data), c.batch_size, generator, device):
@@ -75,7 +74,7 @@ class RandomLabel(UnlearningMethod):
                 total += float(loss.detach())
                 steps += 1
             history.append({"epoch": epoch + 1, "loss": total / steps})
-        return history, f"epoch budget ({c.epochs}) reached"
+        return f"epoch budget ({c.epochs}) reached"
 
 
 @SEARCH_SPACES.register("random-label")

@@ -531,7 +531,7 @@ class ReMI(UnlearningMethod):
                     f"not {approximator.name!r}; or set unlearn.params.remi.objective=population")
         return None
 
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
         trainable = self._trainable(model)
         flags = {p: p.requires_grad for p in model.parameters()}
         for p in model.parameters():  # frozen layers need no weight gradients: a cheaper backward pass
@@ -539,7 +539,7 @@ class ReMI(UnlearningMethod):
         for p in trainable:
             p.requires_grad_(flags[p])
         try:
-            return self._run(model, request, trainable)
+            return self._run(model, request, trainable, history)
         finally:
             for p, flag in flags.items():
                 p.requires_grad_(flag)
@@ -569,8 +569,8 @@ class ReMI(UnlearningMethod):
         name = self._objective_name(type(request.approximator))
         return OBJECTIVES.get(name)(self.config, request, model, forget, reference, device)
 
-    def _run(self, model: nn.Module, request: UnlearningRequest,
-             trainable: list[nn.Parameter]) -> tuple[list[dict[str, float]], str]:
+    def _run(self, model: nn.Module, request: UnlearningRequest, trainable: list[nn.Parameter],
+             history: list[dict[str, float]]) -> str:
         c = self.config
         device, channels_last = place_model(model, request.recipe, request.forget)
         forget, retain, reference = (place_data(d, device, channels_last)
@@ -582,7 +582,6 @@ class ReMI(UnlearningMethod):
         model.train()
         optimizer = OPTIMIZERS.get(c.optimizer)(trainable, c)
         generator = torch.Generator().manual_seed(request.seed)
-        history: list[dict[str, float]] = []
         best: tuple[float, float, dict] | None = None  # (distance, epoch, weights) of the closest model so far
         stale = 0
         if c.min_epochs == 0:
@@ -590,7 +589,7 @@ class ReMI(UnlearningMethod):
             history.append({"epoch": 0.0, **status})
             reason = objective.reached(status, untouched=True)
             if reason:
-                return history, f"{reason} before any step"
+                return f"{reason} before any step"
             if objective.keeps_closest and "distance" in status:
                 best = (status["distance"], 0.0, copy.deepcopy(model.state_dict()))
         steps_per_epoch = max(-(-len(forget) // c.forget_batch), c.min_steps)
@@ -615,7 +614,7 @@ class ReMI(UnlearningMethod):
                     continue
                 reason = objective.reached(status)
                 if reason:
-                    return history, f"{reason} after {done:.3g} epoch(s)"
+                    return f"{reason} after {done:.3g} epoch(s)"
                 if not objective.keeps_closest or "distance" not in status:
                     continue
                 if best is None or status["distance"] < best[0]:
@@ -624,12 +623,12 @@ class ReMI(UnlearningMethod):
                     stale += 1
                 if stale >= c.patience:
                     model.load_state_dict(best[2])
-                    return history, (f"no closer to the held-out distribution for {stale} checks: kept the closest "
+                    return (f"no closer to the held-out distribution for {stale} checks: kept the closest "
                                      f"model (after {best[1]:.3g} epoch(s)); its test still rejects at level {c.level}")
         if best is not None and history[-1].get("distance", np.inf) > best[0]:
             model.load_state_dict(best[2])
-            return history, f"epoch budget ({c.epochs}) reached: kept the closest model (after {best[1]:.3g} epoch(s))"
-        return history, f"epoch budget ({c.epochs}) reached"
+            return f"epoch budget ({c.epochs}) reached: kept the closest model (after {best[1]:.3g} epoch(s))"
+        return f"epoch budget ({c.epochs}) reached"
 
     def _epoch_batches(self, n: int, steps: int, generator: torch.Generator, device: torch.device):
         """``steps`` forget batches: shuffled passes over D_f, as many as it takes (a small D_f is cycled)."""

@@ -41,8 +41,8 @@ class Retrain(UnlearningMethod):
     Config = RetrainConfig
     requires = ("retain",)
 
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
         seed = independent_seed(request.seed)
         reinitialise(model, seed)
-        history = train_model(model, request.retain, replace(request.recipe, seed=seed), desc="retrain")
-        return history, f"trained {request.recipe.epochs} epochs on D_r from an independent initialisation"
+        train_model(model, request.retain, replace(request.recipe, seed=seed), desc="retrain", history=history)
+        return f"trained {request.recipe.epochs} epochs on D_r from an independent initialisation"

@@ -63,14 +63,13 @@ class Scrub(UnlearningMethod):
         if c.max_epochs > c.epochs:
             raise MiunlearnError(f"scrub.max_epochs must be at most epochs ({c.epochs}), got {c.max_epochs}")
 
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
         c = self.config
         teacher = copy.deepcopy(model).eval()
         device, generator, place = start(model, request)
         place(teacher)
         forget, retain = place(request.forget), place(request.retain)
         optimizer = OPTIMIZERS.get("sgd")(model.parameters(), c)
-        history = []
         for epoch in progress(range(c.epochs), c.epochs, self.name, request.recipe.progress):
             row: dict[str, float] = {"epoch": epoch + 1}
             if epoch < c.max_epochs:
@@ -88,7 +87,7 @@ class Scrub(UnlearningMethod):
                 losses.append(step(optimizer, loss))
             row["retain_loss"] = sum(losses) / len(losses)
             history.append(row)
-        return history, f"epoch budget ({c.epochs}, max-steps in {c.max_epochs}) reached"
+        return f"epoch budget ({c.epochs}, max-steps in {c.max_epochs}) reached"
 
     def _kl(self, model: nn.Module, teacher: nn.Module, x: torch.Tensor, request: UnlearningRequest) -> torch.Tensor:
         with torch.no_grad():

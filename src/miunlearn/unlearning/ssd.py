@@ -63,7 +63,7 @@ class Ssd(UnlearningMethod):
         check_ranges(self.name, self.config, positive=("selection_weighting", "dampening_constant"),
                      at_least_one=("batch_size",))
 
-    def run(self, model: nn.Module, request: UnlearningRequest) -> tuple[list[dict[str, float]], str]:
+    def run(self, model: nn.Module, request: UnlearningRequest, history: list[dict[str, float]]) -> str:
         c = self.config
         device, _, place = start(model, request)
         model.eval()
@@ -83,7 +83,8 @@ class Ssd(UnlearningMethod):
         if dampened == 0 and c.selection_weighting >= len(whole) / len(forget):
             reason += (f" (selection_weighting {c.selection_weighting:g} >= |D|/|D_f| = "
                        f"{len(whole) / len(forget):.3g}: no weight can be selected; lower it)")
-        return [{"dampened_fraction": dampened / total}], reason
+        history.append({"dampened_fraction": dampened / total})
+        return reason
 
 
 @SEARCH_SPACES.register("ssd")
