@@ -141,6 +141,13 @@ def test_compiled_training_matches_eager_training(images: TensorData, monkeypatc
     train_model(plain, images, RECIPE)
     train_model(compiled, images, replace(RECIPE, compile=True))
     assert_same_weights(plain, compiled, rtol=1e-5, atol=1e-6)
+    assert "forward" not in compiled.__dict__  # the class's forward again, uncompiled
+
+    wrapped = tiny_cnn()
+    own = wrapped.forward  # a forward the instance set itself (a user's wrapper) survives the compiled training
+    wrapped.forward = own
+    train_model(wrapped, images, replace(RECIPE, compile=True))
+    assert wrapped.__dict__["forward"] is own
 
 
 @pytest.mark.parametrize("where", ["at compile", "at the first step"])

@@ -29,7 +29,7 @@ from miunlearn.reporting.colours import model_colours, model_markers  # noqa: E4
 from miunlearn.reporting.table import COLUMNS  # noqa: E402
 
 #: Keys of a per-epoch log that are bookkeeping, not loss terms.
-NOT_LOSS_TERMS = {"epoch", "seconds", "train_acc", "eval_acc"}
+NOT_LOSS_TERMS = {"epoch", "seconds", "train_acc"}
 
 
 def _fmt(value: float | None, ci: list[float] | None = None, digits: int = 3) -> str:

@@ -169,6 +169,7 @@ def compiled_forward(model: nn.Module, active: bool) -> Iterator[None]:
     if not active:
         yield
         return
+    own = model.__dict__.get("forward")  # a forward the instance set itself is put back afterwards
     try:
         model.forward = torch.compile(model.forward)
     except Exception as exc:  # noqa: BLE001  (unsupported Python/platform: any error means "not available")
@@ -176,7 +177,10 @@ def compiled_forward(model: nn.Module, active: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        del model.forward
+        if own is None:
+            del model.forward
+        else:
+            model.forward = own
 
 
 @contextlib.contextmanager
@@ -199,8 +203,7 @@ def _compile_failure(exc: Exception) -> str:
 
 
 def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: str = "train",
-                eval_data: TensorData | None = None, history: list[dict[str, float]] | None = None
-                ) -> list[dict[str, float]]:
+                history: list[dict[str, float]] | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place on ``data`` with ``config``'s recipe; return the per-epoch log (``history``, when
     given, receives each row as it is made: a run stopped by a work limit keeps the epochs it finished)."""
     validate_train_config(config)
@@ -235,8 +238,6 @@ def train_model(model: nn.Module, data: TensorData, config: TrainConfig, desc: s
                 correct += (logits.argmax(1) == y).sum()
             row = {"epoch": epoch + 1, "loss": float(total_loss) / len(data), "train_acc": float(correct) / len(data),
                    "seconds": time.perf_counter() - start}
-            if eval_data is not None:
-                row["eval_acc"] = evaluate_accuracy(model, eval_data, device, config.precision)
             history.append(row)
     model.eval()
     return history
