@@ -5,6 +5,8 @@
 # per request (the noise floor), 8 cached reference models for LiRA/RMIA, U-LiRA for ReMI + the best 3 baselines.
 #
 #   benchmarks/gpu_leaderboard.sh [key=value ...]            # overrides go to every setting's run config
+#   benchmarks/gpu_leaderboard.sh --max-cost 0.05            # every method, tuning trials included, stopped at 5%
+#                                                            # of a retrain's work (leaderboard.py --max-cost)
 #   TINY=1 OUT=/tmp/x benchmarks/gpu_leaderboard.sh          # CPU smoke test (the cnn, a tiny pool, 1 seed)
 #
 # Environment: OUT (default runs/gpu_leaderboard-out) receives leaderboard.json, leaderboard_cells.json,
