@@ -597,16 +597,28 @@ def _write_preset_data(path: Path, data: dict) -> None:
         yaml.safe_dump(data, fh, sort_keys=False)
 
 
+def _read_preset(path: Path) -> dict:
+    """A preset file as :func:`write_preset` wrote it, or one line saying why it is not one."""
+    try:
+        data = yaml.safe_load(path.read_text())
+        if isinstance(data["unlearn"]["params"], dict) and isinstance(data["tuning"]["methods"], dict):
+            return data
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        pass
+    raise MiunlearnError(f"{path} is not a leaderboard preset (unlearn.params and tuning.methods); "
+                         "remove it or rerun the run that wrote it")
+
+
 def merged_presets(presets: Path, others: list[Path]) -> tuple[dict[Path, dict], list[str]]:
-    """The preset files of ``others`` folded into those in ``presets``, and the clashes (a method tuned to other
-    params, or a study's record that differs) that forbid it. Only files a merge changes are returned."""
+    """The preset files of ``others`` folded into those in ``presets`` (the files a merge writes), and the clashes
+    (a method tuned to other params, or a study's record that differs) that forbid it."""
     merged: dict[Path, dict] = {}
     clashes = []
     for other in others:
         for source in sorted(other.glob("*.yaml")):
             path = presets / source.name
-            theirs = yaml.safe_load(source.read_text())
-            ours = merged.get(path) or (yaml.safe_load(path.read_text()) if path.is_file() else None)
+            theirs = _read_preset(source)
+            ours = merged.get(path) or (_read_preset(path) if path.is_file() else None)
             if ours is None:
                 merged[path] = theirs
                 continue

@@ -740,6 +740,9 @@ def test_runs_of_other_settings_merge_into_one_leaderboard_and_clashes_are_refus
     (tmp_path / "b" / "presets" / preset.name).write_text(yaml.safe_dump(data | {"unlearn": {"params": other_pick}}))
     assert leaderboard.main(merge) == 2
     assert "disagree on" in capsys.readouterr().err
+    (tmp_path / "b" / "presets" / preset.name).write_text("unlearn: [not, a, preset")
+    assert leaderboard.main(merge) == 2
+    assert "is not a leaderboard preset" in capsys.readouterr().err
     assert {path: path.read_bytes() for path in (tmp_path / "a").rglob("*") if path.is_file()} == before
 
 
