@@ -627,7 +627,7 @@ def merged_presets(presets: Path, others: list[Path]) -> tuple[dict[Path, dict],
             clashes += [f"{source.name}: tuning.{k}" for k, v in theirs["tuning"].items()
                         if k != "methods" and tuning.get(k, v) != v]
             merged[path] = {"unlearn": {"params": params | theirs["unlearn"]["params"]},
-                            "tuning": tuning | {"methods": tuning.get("methods", {}) | theirs["tuning"]["methods"]}}
+                            "tuning": tuning | {"methods": tuning["methods"] | theirs["tuning"]["methods"]}}
     return merged, clashes
 
 

@@ -183,7 +183,6 @@ def test_channels_last_override_parses_and_rejects_non_booleans() -> None:
         load_config(None, ["train.compile=maybe"])
 
 
-
 def test_the_work_counter_sees_compiled_training_even_from_a_cached_graph(
         images: TensorData, monkeypatch: pytest.MonkeyPatch) -> None:
     """Dynamo does not guard on module hooks: a graph cached by an earlier compile (the target's training) was reused

@@ -160,7 +160,7 @@ def unlearn(model: nn.Module, forget: TensorData, retain: TensorData | None = No
             stop_reason = algorithm.run(new_model, request, history)
         except WorkLimitReached:
             stop_reason = (f"work limit reached ({max_cost:g} of a retrain's work, {limit:.0f} "
-                                        "trained-sample equivalents): stopped before the pass that would exceed it")
+                           "trained-sample equivalents): stopped before the pass that would exceed it")
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -624,7 +624,7 @@ class ReMI(UnlearningMethod):
                 if stale >= c.patience:
                     model.load_state_dict(best[2])
                     return (f"no closer to the held-out distribution for {stale} checks: kept the closest "
-                                     f"model (after {best[1]:.3g} epoch(s)); its test still rejects at level {c.level}")
+                            f"model (after {best[1]:.3g} epoch(s)); its test still rejects at level {c.level}")
         if best is not None and history[-1].get("distance", np.inf) > best[0]:
             model.load_state_dict(best[2])
             return f"epoch budget ({c.epochs}) reached: kept the closest model (after {best[1]:.3g} epoch(s))"
